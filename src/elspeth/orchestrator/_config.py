@@ -1,0 +1,146 @@
+"""Runtime settings: how workers are spawned, limited, timed and where their logs go."""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+from elspeth.errors import ConfigurationError
+from elspeth.orchestrator import _wire
+from elspeth.security import SecurityLevel
+
+WORKER_MODULE: Final = "elspeth.orchestrator.worker_process"
+REAPER_MODULE: Final = "elspeth.orchestrator.reaper"
+
+
+class SpawnMode(enum.Enum):
+    """``sudo``: workers run as another user (production); ``standalone``: as this user."""
+
+    SUDO = "sudo"
+    STANDALONE = "standalone"
+
+
+class ErrorPolicy(enum.Enum):
+    """What a failed, crashed or timed-out plugin call does to the run. Security refusals and
+    protocol violations always fail the run."""
+
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+def _default_scratch_root() -> Path:
+    return Path(tempfile.gettempdir()) / f"elspeth-workers-{os.getuid()}"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Every knob of the plugin runtime; paths are configurable so it runs as any user.
+
+    ``log_dir`` receives one private file per worker with its stderr (data at the worker's
+    level). ``scratch_root`` must be writable by the worker's user; each worker creates its own
+    ``worker-<token>`` directory in it. ``allow_partial_sandbox`` is the audited override that
+    lets levels above ``OFFICIAL_SENSITIVE`` run without Landlock or seccomp.
+    """
+
+    log_dir: Path
+    mode: SpawnMode = SpawnMode.STANDALONE
+    python: str = sys.executable
+    sudo: str = "/usr/bin/sudo"
+    worker_user: str = "appplugin"
+    worker_path: str = "/usr/bin:/bin"
+    scratch_root: Path = field(default_factory=_default_scratch_root)
+    worker_cwd: str = "/"
+    pool_size: int = 2
+    call_timeout: float = 120.0
+    startup_timeout: float = 60.0
+    shutdown_grace: float = 2.0
+    kill_timeout: float = 10.0
+    max_message_bytes: int = _wire.DEFAULT_MAX_MESSAGE_BYTES
+    max_payload_bytes: int = 2 * 1024**3
+    stderr_cap_bytes: int = 1024 * 1024
+    memory_limit_bytes: int = 8 * 1024**3
+    cpu_limit_seconds: int = 24 * 3600
+    open_files_limit: int = 256
+    file_size_limit_bytes: int = 1024**3
+    processes_per_worker: int = 16
+    plugin_dirs: tuple[Path, ...] = ()
+    error_policies: Mapping[str, ErrorPolicy] = field(default_factory=dict)
+    allow_partial_sandbox: bool = False
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be positive, got {getattr(self, name)!r}"
+            for name in (
+                "pool_size",
+                "call_timeout",
+                "startup_timeout",
+                "shutdown_grace",
+                "kill_timeout",
+                "stderr_cap_bytes",
+                "memory_limit_bytes",
+                "cpu_limit_seconds",
+                "open_files_limit",
+                "file_size_limit_bytes",
+                "processes_per_worker",
+            )
+            if not getattr(self, name) > 0
+        ]
+        if self.max_message_bytes < _wire.MIN_MAX_MESSAGE_BYTES:
+            problems.append(
+                f"max_message_bytes must be at least {_wire.MIN_MAX_MESSAGE_BYTES}, "
+                f"got {self.max_message_bytes}"
+            )
+        if self.max_message_bytes >= 2**32:
+            problems.append("max_message_bytes must fit the 4-byte length prefix")
+        problems.extend(
+            f"{name} must be an absolute path, got {value!r}"
+            for name, value in (
+                ("python", self.python),
+                ("sudo", self.sudo),
+                ("scratch_root", str(self.scratch_root)),
+                ("worker_cwd", self.worker_cwd),
+                ("log_dir", str(self.log_dir)),
+                *((f"plugin_dirs[{i}]", str(d)) for i, d in enumerate(self.plugin_dirs)),
+            )
+            if not os.path.isabs(value)
+        )
+        problems.extend(
+            f"error_policies[{name!r}] must be an ErrorPolicy, got {policy!r}"
+            for name, policy in self.error_policies.items()
+            if not isinstance(policy, ErrorPolicy)
+        )
+        if problems:
+            raise ConfigurationError("invalid plugin runtime settings: " + "; ".join(problems))
+        object.__setattr__(self, "error_policies", MappingProxyType(dict(self.error_policies)))
+
+    @property
+    def nproc_limit(self) -> int:
+        """``RLIMIT_NPROC`` for every worker: it counts the threads of all processes of the
+        workers' uid, so it covers every pool that could exist (one per level) and the catalog
+        worker."""
+        return self.processes_per_worker * (self.pool_size * len(SecurityLevel) + 1)
+
+    def worker_command(self) -> list[str]:
+        """The exact argv of a worker: what the sudoers rule allows, in sudo mode."""
+        command = [self.python, "-I", "-m", WORKER_MODULE]
+        return self._as_worker_user(command)
+
+    def reaper_command(self, pgid: int, scratch_dir: str) -> list[str]:
+        return self._as_worker_user(
+            [self.python, "-I", "-m", REAPER_MODULE, str(pgid), scratch_dir]
+        )
+
+    def error_policy(self, plugin: str) -> ErrorPolicy:
+        return self.error_policies.get(plugin, ErrorPolicy.FAIL)
+
+    def _as_worker_user(self, command: list[str]) -> list[str]:
+        if self.mode is SpawnMode.SUDO:
+            return [self.sudo, "-n", "-u", self.worker_user, *command]
+        return command

@@ -1,0 +1,228 @@
+"""One worker process as the orchestrator sees it: spawn, framed I/O with deadlines, kill.
+
+The channel is one end of a Unix socket pair, passed as the worker's stdin and stdout: the
+worker then has exactly descriptors 0, 1 and 2, and points 1 at stderr. The worker runs in a
+new session (its group id is the pid of the process we started: sudo, or the worker itself in
+standalone mode). Killing goes through the reaper in sudo mode and straight to the group in
+standalone mode; either way the child is reaped only afterwards, so its pid (the group id) is not
+reused while the group is being killed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from elspeth.orchestrator import _sandbox, _wire
+from elspeth.orchestrator._config import RuntimeConfig, SpawnMode
+from elspeth.orchestrator._errors import WorkerStartError
+from elspeth.orchestrator._groups import GroupKillError, remove_scratch_dir, terminate_group
+from elspeth.orchestrator._stderr import StderrCapture, private_directory
+from elspeth.security import SecurityLevel
+
+_SOCKET_BUFFER_BYTES: Final = 4 * 1024 * 1024
+_TERM_GRACE_SECONDS: Final = 0.5
+_numbers = itertools.count(1)
+log = logging.getLogger("elspeth.orchestrator")
+
+
+class WorkerProcess:
+    """A running worker at one pool level; not thread-safe (one call at a time, pool-managed)."""
+
+    def __init__(self, config: RuntimeConfig, level: SecurityLevel) -> None:
+        self.config = config
+        self.level = level
+        self.taint: SecurityLevel | None = None
+        self.worker_id = secrets.token_urlsafe(16)
+        self.number = next(_numbers)
+        self.scratch_dir = str(config.scratch_root / f"worker-{secrets.token_hex(12)}")
+        self.sandbox_report: dict[str, Any] = {}
+        self.returncode: int | None = None
+        self._stopped = False
+        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for end in (self._sock, child):
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER_BYTES)
+        log_dir = private_directory(config.log_dir)
+        if config.mode is SpawnMode.STANDALONE:
+            # In sudo mode the scratch root belongs to the workers' user and exists already.
+            config.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self._popen = subprocess.Popen(
+                config.worker_command(),
+                stdin=child.fileno(),
+                stdout=child.fileno(),
+                stderr=subprocess.PIPE,
+                close_fds=True,
+                start_new_session=True,
+                env=_sandbox.worker_environment(self.scratch_dir, path=config.worker_path),
+                cwd=config.worker_cwd,
+            )
+        except OSError as error:
+            self._sock.close()
+            raise WorkerStartError(
+                f"cannot start a worker ({config.mode.value} mode): {error}"
+            ) from None
+        finally:
+            child.close()
+        self.pgid = self._popen.pid
+        assert self._popen.stderr is not None
+        self.stderr = StderrCapture(
+            self._popen.stderr,
+            Path(log_dir) / f"worker-{self.number}-{self.pgid}-{level.name}.stderr.log",
+            level,
+            config.stderr_cap_bytes,
+        )
+        try:
+            self._handshake()
+        except BaseException:
+            self.stop(polite=False)
+            raise
+
+    def _handshake(self) -> None:
+        config = self.config
+        deadline = time.monotonic() + config.startup_timeout
+        sandbox = {
+            "scratch_dir": self.scratch_dir,
+            "require_full": self.level > SecurityLevel.OFFICIAL_SENSITIVE
+            and not config.allow_partial_sandbox,
+            "limits": {
+                "nproc": config.nproc_limit,
+                "address_space_bytes": config.memory_limit_bytes,
+                "cpu_seconds": config.cpu_limit_seconds,
+                "open_files": config.open_files_limit,
+                "file_size_bytes": config.file_size_limit_bytes,
+            },
+            "plugin_dirs": [str(d) for d in config.plugin_dirs],
+        }
+        try:
+            self.send(
+                deadline,
+                "hello",
+                protocol=_wire.PROTOCOL_VERSION,
+                max_message=config.max_message_bytes,
+                sandbox=sandbox,
+            )
+            ready = self.receive(deadline)
+        except (_wire.ProtocolError, TimeoutError, OSError) as error:
+            raise WorkerStartError(
+                f"worker did not start ({type(error).__name__}); its stderr is in "
+                f"{self.stderr.path}"
+            ) from None
+        if ready.op != "ready" or ready["protocol"] != _wire.PROTOCOL_VERSION:
+            raise WorkerStartError(f"worker answered {ready.op!r} to hello")
+        self.sandbox_report = dict(ready["sandbox"])
+        if config.allow_partial_sandbox and not self.sandbox_report.get("full"):
+            log.warning(
+                "AUDITED OVERRIDE: worker %d at %s runs without the full sandbox",
+                self.number,
+                self.level.name,
+            )
+
+    # --- framed I/O with deadlines -------------------------------------------------------
+
+    def send(self, deadline: float, op: str, **fields: Any) -> None:
+        self._send_all((_wire.encode(op, **fields),), deadline)
+
+    def send_with_payload(self, deadline: float, op: str, payload: bytes, **fields: Any) -> None:
+        frames = _wire.encode_with_payload(op, payload, self.config.max_message_bytes, **fields)
+        self._send_all(frames, deadline)
+
+    def receive(self, deadline: float) -> _wire.Message:
+        header = self._read_exact(_wire.HEADER.size, deadline)
+        length = _wire.body_length(header, self.config.max_message_bytes)
+        return _wire.decode(self._read_exact(length, deadline), _wire.ORCHESTRATOR_BOUND)
+
+    def receive_payload(self, header: _wire.Message, deadline: float) -> bytes:
+        return _wire.collect_payload(
+            header, lambda: self.receive(deadline), self.config.max_payload_bytes
+        )
+
+    def _send_all(self, frames: Any, deadline: float) -> None:
+        for frame in frames:
+            self._sock.settimeout(_remaining(deadline))
+            self._sock.sendall(frame)
+
+    def _read_exact(self, size: int, deadline: float) -> bytearray:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        filled = 0
+        while filled < size:
+            self._sock.settimeout(_remaining(deadline))
+            count = self._sock.recv_into(view[filled:])
+            if count == 0:
+                raise _wire.ChannelClosedError("the worker closed its channel")
+            filled += count
+        return buffer
+
+    # --- ending ----------------------------------------------------------------------------
+
+    def stop(self, *, polite: bool) -> None:
+        """End the worker: ask it to exit (if ``polite``), then kill its whole group and reap.
+
+        Idempotent. Raises nothing: a failure to empty the group is logged loudly.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        config = self.config
+        if polite:
+            self._ask_to_exit(config.shutdown_grace)
+        try:
+            self._kill_group()
+        except (GroupKillError, OSError, subprocess.SubprocessError) as error:
+            log.error("worker %d (group %d) could not be killed: %s", self.number, self.pgid, error)
+        self._sock.close()
+        try:
+            self.returncode = self._popen.wait(timeout=config.kill_timeout)
+        except subprocess.TimeoutExpired:
+            log.error(
+                "worker %d (pid %d) did not exit after its group was killed", self.number, self.pgid
+            )
+        self.stderr.finish(config.kill_timeout)
+
+    def _ask_to_exit(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        try:
+            self.send(deadline, "shutdown")
+            while True:
+                self.receive(deadline)
+        except (_wire.ProtocolError, TimeoutError, OSError):
+            return
+
+    def _kill_group(self) -> None:
+        config = self.config
+        if config.mode is SpawnMode.STANDALONE:
+            terminate_group(
+                self.pgid, term_grace=_TERM_GRACE_SECONDS, kill_timeout=config.kill_timeout
+            )
+            remove_scratch_dir(self.scratch_dir, owner=os.getuid())
+            return
+        result = subprocess.run(
+            config.reaper_command(self.pgid, self.scratch_dir),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            close_fds=True,
+            start_new_session=True,
+            timeout=config.kill_timeout + 5,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise GroupKillError(
+                f"reaper exited {result.returncode}: "
+                f"{result.stderr.decode('utf-8', 'replace').strip()[:500]}"
+            )
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed")
+    return remaining

@@ -1,0 +1,410 @@
+"""The plugin runtime: pools keyed by plan level, one RPC loop per call, fail-closed errors.
+
+``PluginRuntime.run`` is the whole life of one plugin call: parameters checked by a worker that
+never sees data, the runtime level checked against the plan, a worker taken from the pool of that
+level, handles issued, the worker's proxy calls served until it answers, handles revoked, and the
+worker returned, or killed with its whole group and replaced. Calls on different workers run
+concurrently (:meth:`PluginRuntime.run_many`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from elspeth.errors import ConfigurationError
+from elspeth.orchestrator import _wire
+from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_frame
+from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig
+from elspeth.orchestrator._errors import (
+    PluginFailedError,
+    PluginTimeoutError,
+    RuntimeLevelMismatchError,
+    WorkerCrashedError,
+    WorkerError,
+    WorkerProtocolError,
+)
+from elspeth.orchestrator._pool import WorkerPool
+from elspeth.orchestrator._process import WorkerProcess
+from elspeth.orchestrator._proxies import ProxyService, Step
+from elspeth.plugins import PluginKind
+from elspeth.security import (
+    ClearanceError,
+    LevelParseError,
+    SealAuthority,
+    SecureDataFrame,
+    SecurityError,
+    SecurityLevel,
+    join,
+    join_all,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger("elspeth.orchestrator")
+
+_SKIPPABLE: Final = (PluginFailedError, PluginTimeoutError, WorkerCrashedError)
+"""Failures a plugin's ``skip`` error policy may absorb; refusals and protocol errors never."""
+
+_CATALOG_LEVEL: Final = SecurityLevel.UNOFFICIAL
+"""The catalog worker describes plugins and validates parameters; it never receives data."""
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """A plugin's declaration, as described by a worker that imported it."""
+
+    name: str
+    kind: PluginKind
+    clearance: SecurityLevel
+    output_floor: SecurityLevel | None
+    min_proxies: int
+    max_proxies: int | None
+    parameters: Mapping[str, Any] | None
+    parameter_schema: Mapping[str, Any]
+
+    @classmethod
+    def from_wire(cls, info: Mapping[str, Any]) -> PluginInfo:
+        try:
+            floor = info["output_floor"]
+            high = info["max_proxies"]
+            result = cls(
+                name=str(info["name"]),
+                kind=PluginKind(info["kind"]),
+                clearance=SecurityLevel.parse(info["clearance"]),
+                output_floor=SecurityLevel.parse(floor) if floor is not None else None,
+                min_proxies=int(info["min_proxies"]),
+                max_proxies=int(high) if high is not None else None,
+                parameters=info["parameters"],
+                parameter_schema=info["parameter_schema"],
+            )
+        except (KeyError, TypeError, ValueError, LevelParseError) as error:
+            raise _wire.ProtocolError(f"malformed plugin description: {error}") from None
+        return result
+
+    def output_level(self, incoming: SecurityLevel) -> SecurityLevel:
+        """What the plan computes for this plugin's output: incoming joined with the floor."""
+        return join(incoming, self.output_floor) if self.output_floor else incoming
+
+
+@dataclass(frozen=True, slots=True)
+class PluginCall:
+    """One call for :meth:`PluginRuntime.run_many`."""
+
+    plugin: str
+    parameters: Mapping[str, Any]
+    frames: Sequence[SecureDataFrame]
+    chunk_id: str
+    plan_level: SecurityLevel
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """The frames after a call, one per proxy, in order; ``produced`` holds only new frames.
+
+    ``error`` is set when the plugin's ``skip`` policy absorbed a failure: then ``frames`` are the
+    inputs, unchanged, and ``produced`` is empty.
+    """
+
+    plugin: str
+    chunk_id: str
+    frames: tuple[SecureDataFrame, ...]
+    produced: tuple[SecureDataFrame, ...]
+    error: WorkerError | None = None
+
+    @property
+    def skipped(self) -> bool:
+        return self.error is not None
+
+
+@dataclass
+class _Pools:
+    by_level: dict[SecurityLevel, WorkerPool] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class PluginRuntime:
+    """Runs plugins in sandboxed worker processes over frames sealed by ``authority``."""
+
+    def __init__(self, authority: SealAuthority, config: RuntimeConfig) -> None:
+        self._authority = authority
+        self._config = config
+        self._proxies = ProxyService()
+        self._pools = _Pools()
+        self._catalog = WorkerPool(_CATALOG_LEVEL, 1, self._spawn)
+        self._descriptions: dict[tuple[str, str], PluginInfo] = {}
+        self._request_ids = itertools.count(1)
+        self._closed = False
+
+    @property
+    def config(self) -> RuntimeConfig:
+        return self._config
+
+    def __enter__(self) -> PluginRuntime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- pools -----------------------------------------------------------------------------
+
+    def prepare(self, levels: Sequence[SecurityLevel]) -> None:
+        """Pre-spawn a full pool for each level (the plan's stage levels) and the catalog worker."""
+        self._catalog.prestart()
+        for level in levels:
+            self.pool(level).prestart()
+
+    def pool(self, level: SecurityLevel) -> WorkerPool:
+        """The pool whose workers receive data at exactly ``level``."""
+        with self._pools.lock:
+            if self._closed:
+                raise RuntimeError("the plugin runtime is closed")
+            pool = self._pools.by_level.get(level)
+            if pool is None:
+                pool = WorkerPool(level, self._config.pool_size, self._spawn)
+                self._pools.by_level[level] = pool
+            return pool
+
+    def close(self) -> None:
+        """Stop every worker (polite, then terminate, then kill); idempotent."""
+        with self._pools.lock:
+            self._closed = True
+            pools = [self._catalog, *self._pools.by_level.values()]
+        for pool in pools:
+            pool.close()
+
+    def _spawn(self, level: SecurityLevel) -> WorkerProcess:
+        return WorkerProcess(self._config, level)
+
+    # --- describing plugins (before any data moves) ------------------------------------------
+
+    def describe(self, plugin: str, parameters: Mapping[str, Any] | None = None) -> PluginInfo:
+        """The plugin's declaration; with ``parameters``, also validates them.
+
+        Raises :class:`~elspeth.errors.ConfigurationError` for an unknown plugin or bad
+        parameters, naming them. The work happens in a worker that never receives data, so
+        third-party plugin code is not imported into the orchestrator.
+        """
+        key = (plugin, json.dumps(parameters, sort_keys=True, default=repr))
+        cached = self._descriptions.get(key)
+        if cached is not None:
+            return cached
+        worker = self._catalog.acquire(self._config.startup_timeout)
+        deadline = time.monotonic() + self._config.call_timeout
+        try:
+            request_id = next(self._request_ids)
+            worker.send(
+                deadline,
+                "describe",
+                id=request_id,
+                plugin=plugin,
+                params=dict(parameters) if parameters is not None else None,
+            )
+            answer = worker.receive(deadline)
+            if answer.op != "described" or answer["id"] != request_id:
+                raise _wire.ProtocolError(f"expected 'described', got {answer.op!r}")
+            if not answer["ok"]:
+                self._catalog.release(worker)
+                raise ConfigurationError(answer["error"] or f"plugin {plugin!r} is unusable")
+            info = PluginInfo.from_wire(answer["info"])
+        except ConfigurationError:
+            raise
+        except (_wire.ProtocolError, TimeoutError, OSError) as error:
+            self._catalog.replace(worker)
+            raise WorkerProtocolError(
+                f"describing failed ({type(error).__name__}: {error})", plugin=plugin, chunk_id=None
+            ) from None
+        self._catalog.release(worker)
+        self._descriptions[key] = info
+        return info
+
+    # --- running plugins --------------------------------------------------------------------
+
+    def run_many(self, calls: Sequence[PluginCall]) -> list[StepResult]:
+        """Run calls concurrently on as many workers as the pools allow; results in order."""
+        if not calls:
+            return []
+        threads = self._config.pool_size * len({call.plan_level for call in calls})
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plugin-call") as pool:
+            futures = [
+                pool.submit(
+                    self.run,
+                    c.plugin,
+                    c.parameters,
+                    c.frames,
+                    chunk_id=c.chunk_id,
+                    plan_level=c.plan_level,
+                )
+                for c in calls
+            ]
+            return [future.result() for future in futures]
+
+    def run(
+        self,
+        plugin: str,
+        parameters: Mapping[str, Any],
+        frames: Sequence[SecureDataFrame],
+        *,
+        chunk_id: str,
+        plan_level: SecurityLevel,
+    ) -> StepResult:
+        """Run ``plugin`` over ``frames`` (one proxy each) in a worker of pool ``plan_level``.
+
+        ``plan_level`` is what the clearance plan computed as the stage's incoming level; the
+        frames' joined level must equal it (else :class:`RuntimeLevelMismatchError`, before any
+        data moves). Raises a :class:`WorkerError` naming plugin and chunk when the call fails and
+        the plugin's error policy is ``fail``; :class:`~elspeth.security.SecurityError` always.
+        """
+        info = self.describe(plugin, parameters)
+        self._check_call(info, frames, chunk_id, plan_level)
+        pool = self.pool(plan_level)
+        worker = pool.acquire(self._config.call_timeout)
+        worker.taint = join(worker.taint, plan_level) if worker.taint else plan_level
+        if worker.taint > pool.level:
+            pool.replace(worker)
+            raise RuntimeLevelMismatchError(
+                f"worker tainted {worker.taint} would run in the {pool.level} pool"
+            )
+        step = self._proxies.open_step(
+            worker_id=worker.worker_id,
+            plugin=plugin,
+            chunk_id=chunk_id,
+            clearance=info.clearance,
+            frames=frames,
+            floor=info.output_level(worker.taint),
+            output_level=info.output_level(plan_level),
+        )
+        completed = False
+        try:
+            self._execute(pool, worker, step, parameters)
+            completed = True
+        except _SKIPPABLE as error:
+            if self._config.error_policy(plugin) is not ErrorPolicy.SKIP:
+                raise
+            log.warning("%s; skipped by the plugin's error policy", error)
+            return StepResult(plugin, chunk_id, tuple(frames), (), error)
+        finally:
+            self._proxies.close_step(step, keep_outputs=completed)
+        produced = tuple(frame for frame in step.frames if frame not in step.inputs)
+        return StepResult(plugin, chunk_id, step.frames, produced)
+
+    def _check_call(
+        self,
+        info: PluginInfo,
+        frames: Sequence[SecureDataFrame],
+        chunk_id: str,
+        plan_level: SecurityLevel,
+    ) -> None:
+        count = len(frames)
+        if count < info.min_proxies or (info.max_proxies is not None and count > info.max_proxies):
+            raise ConfigurationError(
+                f"plugin {info.name!r} ({info.kind.value}) takes {info.min_proxies} to "
+                f"{info.max_proxies or 'any number of'} frames per call, got {count}"
+            )
+        if any(frame.authority is not self._authority for frame in frames):
+            raise SecurityError(f"plugin {info.name!r}: a frame comes from another seal authority")
+        runtime_level = join_all(frame.security_level for frame in frames)
+        if runtime_level != plan_level:
+            raise RuntimeLevelMismatchError(
+                f"internal error: plugin {info.name!r} on chunk {chunk_id!r} would receive "
+                f"{runtime_level} data but the clearance plan computed {plan_level} for it"
+            )
+        if info.clearance < plan_level:
+            raise ClearanceError(
+                f"plugin {info.name!r} is cleared to {info.clearance} but would receive "
+                f"{plan_level} data"
+            )
+
+    def _execute(
+        self, pool: WorkerPool, worker: WorkerProcess, step: Step, parameters: Mapping[str, Any]
+    ) -> None:
+        timeout = self._config.call_timeout
+        deadline = time.monotonic() + timeout
+        where = {"plugin": step.plugin, "chunk_id": step.chunk_id}
+        request_id = next(self._request_ids)
+        try:
+            worker.send(
+                deadline,
+                "run",
+                id=request_id,
+                plugin=step.plugin,
+                params=dict(parameters),
+                chunk=step.chunk_id,
+                handles=step.handles,
+            )
+            while True:
+                message = worker.receive(deadline)
+                if message.op == "proxy":
+                    self._answer(worker, step, message, deadline)
+                elif message.op == "result" and message["id"] == request_id:
+                    break
+                elif message.op == "error":
+                    raise _wire.ProtocolError(f"the worker reported {message['kind']!r}")
+                else:
+                    raise _wire.ProtocolError(f"unexpected {message.op!r} during a call")
+        except TimeoutError:
+            pool.replace(worker)
+            raise PluginTimeoutError(
+                f"no answer within the {timeout}s call timeout; the worker's process group was "
+                "killed and the worker replaced",
+                **where,
+            ) from None
+        except (_wire.ChannelClosedError, ConnectionError):
+            pool.replace(worker)
+            raise WorkerCrashedError(
+                f"the worker exited mid-call (status {worker.returncode}) and was replaced; its "
+                f"stderr is in {worker.stderr.path}",
+                **where,
+            ) from None
+        except _wire.ProtocolError as error:
+            pool.replace(worker)
+            raise WorkerProtocolError(f"{error}; the worker was killed", **where) from None
+        except (SecurityError, RuntimeLevelMismatchError):
+            pool.replace(worker)
+            raise
+        if not message["ok"]:
+            pool.release(worker)
+            raise PluginFailedError(
+                f"failed ({message['error']}); its error text is in {worker.stderr.path} "
+                f"(classified {worker.level.name})",
+                **where,
+            )
+        pool.release(worker)
+
+    def _answer(
+        self, worker: WorkerProcess, step: Step, message: _wire.Message, deadline: float
+    ) -> None:
+        payload = worker.receive_payload(message, deadline)
+        seq = message["seq"]
+        try:
+            data = _decode_data(step, payload)
+            reply = self._proxies.call(
+                worker.worker_id, message["method"], message["handle"], message["args"], data
+            )
+        except SecurityError as refusal:
+            log.error("refused: %s", refusal)
+            worker.send_with_payload(
+                deadline, "proxy_reply", b"", seq=seq, ok=False, value=None, error=str(refusal)
+            )
+            raise
+        out = frame_to_ipc(reply.data) if reply.data is not None else b""
+        worker.send_with_payload(
+            deadline, "proxy_reply", out, seq=seq, ok=True, value=reply.value, error=None
+        )
+
+
+def _decode_data(step: Step, payload: bytes) -> pd.DataFrame | None:
+    if not payload:
+        return None
+    try:
+        return ipc_to_frame(payload)
+    except ValueError:
+        raise step.refuse("data is not a valid Arrow IPC stream") from None

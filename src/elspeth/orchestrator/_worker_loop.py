@@ -1,0 +1,206 @@
+"""The worker's request loop and the proxies plugins call; loaded only after hardening."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from elspeth.errors import ConfigurationError
+from elspeth.orchestrator import _wire
+from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_frame
+from elspeth.orchestrator._errors import ProxyRefusedError
+from elspeth.orchestrator._worker_channel import WorkerChannel
+from elspeth.plugins import (
+    PROXY_COUNTS,
+    FrameMetadata,
+    PluginContext,
+    PluginRegistry,
+    UnknownPluginError,
+    View,
+    describe,
+    validate_parameters,
+)
+from elspeth.security import ClearanceError, SecurityLevel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_PAYLOAD_BYTES: Final = 4 * 1024**3
+"""The worker trusts its orchestrator's payload sizes up to this bound."""
+
+RESULT_ERRORS: Final = frozenset(
+    {"plugin_error", "bad_parameters", "unknown_plugin", "wrong_proxy_count"}
+)
+"""Failure kinds a ``result`` may carry; the details go to stderr (the private worker log)."""
+
+
+class _ChannelBroken(BaseException):
+    """The channel failed during a proxy call; plugin code must not be able to swallow it."""
+
+
+class RemoteProxy:
+    """The plugin's :class:`~elspeth.plugins.FrameProxy`: each call is one round trip."""
+
+    _sequence = itertools.count(1)
+
+    def __init__(self, channel: WorkerChannel, handle: str) -> None:
+        self._channel = channel
+        self._handle = handle
+
+    def get_view(self) -> View:
+        value, payload = self._call("get_view", {}, expect_payload=True)
+        return View(ipc_to_frame(payload), _int(value, "version"))
+
+    def replace_data(self, data: pd.DataFrame, based_on_version: int) -> int:
+        value, _ = self._call(
+            "replace_data", {"based_on_version": based_on_version}, payload=frame_to_ipc(data)
+        )
+        return _int(value, "version")
+
+    def with_uplifted_security_level(self, level: SecurityLevel | str) -> int:
+        value, _ = self._call(
+            "with_uplifted_security_level", {"level": SecurityLevel.parse(level).name}
+        )
+        return _int(value, "version")
+
+    def get_metadata(self) -> FrameMetadata:
+        value, _ = self._call("get_metadata", {})
+        return FrameMetadata(
+            level=SecurityLevel.parse(value["level"]),
+            rows=_int(value, "rows"),
+            columns=tuple(str(c) for c in value["columns"]),
+            version=_int(value, "version"),
+        )
+
+    def verify_clearance(self, level: SecurityLevel | str) -> None:
+        clearance = SecurityLevel.parse(level)
+        value, _ = self._call("verify_clearance", {"level": clearance.name})
+        if value.get("allowed") is not True:
+            raise ClearanceError(
+                f"this frame may not be read by a component cleared to {clearance}"
+            )
+
+    def _call(
+        self,
+        method: str,
+        args: Mapping[str, Any],
+        *,
+        payload: bytes | None = None,
+        expect_payload: bool = False,
+    ) -> tuple[dict[str, Any], bytes]:
+        seq = next(self._sequence)
+        channel = self._channel
+        fields = {"seq": seq, "method": method, "handle": self._handle, "args": dict(args)}
+        try:
+            channel.send_with_payload("proxy", payload or b"", **fields)
+            reply = channel.receive()
+            if reply.op != "proxy_reply" or reply["seq"] != seq:
+                raise _wire.ProtocolError(f"expected proxy_reply {seq}, got {reply.op!r}")
+            data = channel.receive_payload(reply, MAX_PAYLOAD_BYTES)
+        except (_wire.ProtocolError, OSError) as error:
+            raise _ChannelBroken(str(error)) from None
+        if not reply["ok"]:
+            raise ProxyRefusedError(reply["error"] or f"{method} refused")
+        value = reply["value"]
+        if not isinstance(value, dict) or (expect_payload and not data):
+            raise _ChannelBroken(f"malformed {method} reply")
+        return value, data
+
+
+def _int(value: Mapping[str, Any], key: str) -> int:
+    number = value.get(key)
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise _ChannelBroken(f"reply field {key!r} is not an integer")
+    return number
+
+
+class _Worker:
+    def __init__(self, channel: WorkerChannel, plugin_dirs: tuple[str, ...]) -> None:
+        self.channel = channel
+        self.registry: PluginRegistry | None = None
+        self.registry_error: str | None = None
+        try:
+            self.registry = PluginRegistry(plugin_dirs)
+        except ConfigurationError as error:
+            self.registry_error = str(error)
+
+    def describe(self, message: _wire.Message) -> None:
+        try:
+            registry = self._registry()
+            plugin = registry.get(message["plugin"])
+            params = message["params"]
+            validated = validate_parameters(plugin, params) if params is not None else None
+            info = describe(plugin, validated)
+        except ConfigurationError as error:
+            self.channel.send("described", id=message["id"], ok=False, info=None, error=str(error))
+            return
+        self.channel.send("described", id=message["id"], ok=True, info=info, error=None)
+
+    def run(self, message: _wire.Message) -> None:
+        name, chunk = message["plugin"], message["chunk"]
+        error_kind = self._run_plugin(name, chunk, message["params"], message["handles"])
+        self.channel.send("result", id=message["id"], ok=error_kind is None, error=error_kind)
+
+    def _run_plugin(
+        self, name: str, chunk: str, params: dict[str, Any], handles: list[str]
+    ) -> str | None:
+        try:
+            plugin = self._registry().build(name, params)
+        except ConfigurationError as error:
+            print(f"elspeth worker: plugin {name!r} chunk {chunk!r}: {error}", file=sys.stderr)
+            return "unknown_plugin" if isinstance(error, UnknownPluginError) else "bad_parameters"
+        low, high = PROXY_COUNTS[plugin.kind]
+        if len(handles) < low or (high is not None and len(handles) > high):
+            return "wrong_proxy_count"
+        proxies = [RemoteProxy(self.channel, handle) for handle in handles]
+        try:
+            plugin.run(proxies, PluginContext(plugin_name=name, chunk_id=chunk))
+        except _ChannelBroken:
+            raise
+        except BaseException:  # noqa: BLE001 - anything a plugin raises is its failure
+            print(f"elspeth worker: plugin {name!r} failed on chunk {chunk!r}:", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            return "plugin_error"
+        return None
+
+    def _registry(self) -> PluginRegistry:
+        if self.registry is None:
+            raise ConfigurationError(self.registry_error or "plugin registry unavailable")
+        return self.registry
+
+
+def serve(channel: WorkerChannel, *, plugin_dirs: tuple[str, ...]) -> int:
+    """Answer requests until ``shutdown`` or end of input; a broken channel ends the worker."""
+    worker = _Worker(channel, plugin_dirs)
+    handlers: dict[str, Callable[[_wire.Message], None]] = {
+        "describe": worker.describe,
+        "run": worker.run,
+    }
+    while True:
+        try:
+            message = channel.receive()
+        except _wire.ChannelClosedError:
+            return 0
+        except _wire.ProtocolError as error:
+            return _refuse(channel, "malformed", str(error))
+        if message.op == "shutdown":
+            return 0
+        handler = handlers.get(message.op)
+        if handler is None:
+            return _refuse(channel, "unexpected", f"message {message.op!r} out of turn")
+        try:
+            handler(message)
+        except _ChannelBroken as error:
+            print(f"elspeth worker: channel broken: {error}", file=sys.stderr)
+            return 2
+
+
+def _refuse(channel: WorkerChannel, kind: str, text: str) -> int:
+    print(f"elspeth worker: {kind}: {text}", file=sys.stderr)
+    with contextlib.suppress(OSError):
+        channel.send("error", kind=kind, message=text[:1000])
+    return 2

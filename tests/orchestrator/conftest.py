@@ -1,0 +1,86 @@
+"""Fixtures: one real standalone sidecar daemon per session, and runtimes with real workers."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from elspeth.orchestrator._config import RuntimeConfig
+from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.security import SecureDataFrame, SecurityLevel
+from elspeth.sidecar import SidecarClient, StandaloneDaemon, start_standalone_daemon
+
+WORKER_PLUGINS = Path(__file__).parent / "worker_plugins"
+
+MakeRuntime = Callable[..., PluginRuntime]
+MakeFrame = Callable[..., SecureDataFrame]
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneDaemon]:
+    with start_standalone_daemon(state_dir=tmp_path_factory.mktemp("sidecar-state")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def authority(daemon: StandaloneDaemon) -> Iterator[SidecarClient]:
+    with daemon.connect() as client:
+        yield client
+
+
+def runtime_config(base: Path, **overrides: Any) -> RuntimeConfig:
+    settings: dict[str, Any] = {
+        "log_dir": base / "worker-logs",
+        "scratch_root": base / "scratch",
+        "plugin_dirs": (WORKER_PLUGINS,),
+        "pool_size": 1,
+        "call_timeout": 30.0,
+        "memory_limit_bytes": 4 * 1024**3,
+        **overrides,
+    }
+    return RuntimeConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def shared_runtime(
+    authority: SidecarClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PluginRuntime]:
+    """One runtime for tests that leave its workers healthy (saves spawning)."""
+    base = tmp_path_factory.mktemp("shared-runtime")
+    with PluginRuntime(authority, runtime_config(base, pool_size=2)) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def make_runtime(authority: SidecarClient, tmp_path: Path) -> Iterator[MakeRuntime]:
+    runtimes: list[PluginRuntime] = []
+
+    def make(**overrides: Any) -> PluginRuntime:
+        runtime = PluginRuntime(authority, runtime_config(tmp_path, **overrides))
+        runtimes.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in runtimes:
+        runtime.close()
+
+
+@pytest.fixture
+def make_frame(authority: SidecarClient) -> MakeFrame:
+    def make(
+        data: pd.DataFrame | None = None, level: SecurityLevel = SecurityLevel.OFFICIAL
+    ) -> SecureDataFrame:
+        if data is None:
+            data = pd.DataFrame({"value": [1, 2, 3], "text": ["score: 4", "score: 9", "none"]})
+        return SecureDataFrame.create_from_datasource(data, level, authority)
+
+    return make
+
+
+def with_config(runtime: PluginRuntime, **changes: Any) -> RuntimeConfig:
+    return dataclasses.replace(runtime.config, **changes)

@@ -1,0 +1,157 @@
+"""Hostile plugins: each tries to break a rule; the tests check it is contained and reported."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import struct
+import time
+from collections.abc import Sequence
+
+import pydantic
+
+from elspeth.plugins import FrameProxy, Plugin, PluginContext, PluginKind
+from elspeth.security import SecurityLevel
+
+_KEPT_HANDLES: list[str] = []
+
+
+class HandleParameters(pydantic.BaseModel):
+    handle: str = "forged-handle-0123456789"
+
+
+class _RowPlugin(Plugin):
+    kind = PluginKind.ROW_PLUGIN
+    clearance = SecurityLevel.SECRET
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        raise NotImplementedError
+
+
+class ForgedHandle(_RowPlugin):
+    name = "forged_handle"
+    Parameters = HandleParameters
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        proxies[0]._handle = self.parameters.handle  # type: ignore[attr-defined]
+        proxies[0].get_view()
+
+
+class KeepHandle(_RowPlugin):
+    """Remembers its handle in the worker for a later call to misuse."""
+
+    name = "keep_handle"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        _KEPT_HANDLES.append(proxies[0]._handle)  # type: ignore[attr-defined]
+
+
+class StaleHandle(_RowPlugin):
+    name = "stale_handle"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        proxies[0]._handle = _KEPT_HANDLES[-1]  # type: ignore[attr-defined]
+        proxies[0].get_view()
+
+
+class ReplayVersion(_RowPlugin):
+    """Replaces the data, then replaces it again from the old view."""
+
+    name = "replay_version"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        view = proxies[0].get_view()
+        proxies[0].replace_data(view.data, view.version)
+        proxies[0].replace_data(view.data.head(0), view.version)
+
+
+class LowerLevel(_RowPlugin):
+    name = "lower_level"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        proxies[0].with_uplifted_security_level(SecurityLevel.UNOFFICIAL)
+
+
+class UpliftPastPlan(_RowPlugin):
+    name = "uplift_past_plan"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        proxies[0].with_uplifted_security_level(SecurityLevel.OFFICIAL_SENSITIVE)
+
+
+class GarbageOnChannel(_RowPlugin):
+    """Writes a well-framed body that is not msgpack straight onto the channel."""
+
+    name = "garbage_on_channel"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        body = b"\xc1\xc1\xc1 not msgpack"
+        os.write(0, struct.pack(">I", len(body)) + body)
+        time.sleep(3600)
+
+
+class HugeMessage(_RowPlugin):
+    """Announces a 4 GiB message on the channel."""
+
+    name = "huge_message"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        os.write(0, struct.pack(">I", 2**32 - 1) + b"\x00" * 64)
+        time.sleep(3600)
+
+
+class InfiniteLoop(_RowPlugin):
+    """Spins forever and ignores SIGTERM."""
+
+    name = "infinite_loop"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            pass
+
+
+class ForkParameters(pydantic.BaseModel):
+    children: int = 40
+
+
+class ForkBomb(_RowPlugin):
+    """Forks until the process limit stops it (bounded, since root ignores RLIMIT_NPROC),
+    every child ignoring SIGTERM and trying to leave the group; then hangs."""
+
+    name = "fork_bomb"
+    Parameters = ForkParameters
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for _ in range(self.parameters.children):  # type: ignore[attr-defined]
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                with contextlib.suppress(OSError):
+                    os.setsid()
+                try:
+                    if os.fork() > 0:
+                        os._exit(0)
+                except OSError:
+                    pass
+                while True:
+                    time.sleep(1)
+        while True:
+            time.sleep(1)
+
+
+class AllocateParameters(pydantic.BaseModel):
+    gigabytes: int = 64
+
+
+class HugeAllocation(_RowPlugin):
+    name = "huge_allocation"
+    Parameters = AllocateParameters
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        block = bytearray(self.parameters.gigabytes * 1024**3)  # type: ignore[attr-defined]
+        block[-1] = 1

@@ -1,0 +1,146 @@
+"""Fuzzing the decoder and the request handler: nothing escapes, nothing crashes."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from elspeth.sidecar import StandaloneDaemon
+from elspeth.sidecar._engine import SealEngine
+from elspeth.sidecar._policy import OPERATIONS
+from elspeth.sidecar._protocol import MacKey, ProtocolViolation, decode, encode_request, frame
+from elspeth.sidecar._schema import Limits
+from elspeth.sidecar._session import Peer, Session
+from tests.sidecar.conftest import RawConnection
+
+KEY = bytes(range(32))
+
+cbor_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=True)
+    | st.binary(max_size=40)
+    | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+field_names = st.sampled_from(
+    [
+        "level",
+        "digest",
+        "grant_id",
+        "parent_ids",
+        "floor",
+        "items",
+        "frame_id",
+        "seal",
+        "frame_ids",
+        "record",
+        "mac",
+        "other",
+    ]
+)
+args_maps = st.dictionaries(field_names, cbor_values, max_size=5)
+
+
+def _session(engine: SealEngine) -> Session:
+    return Session(
+        engine,
+        MacKey(KEY),
+        Limits(max_batch=16, max_record_bytes=1024),
+        max_frame_bytes=65536,
+        connection_id=1,
+        peer=Peer(1, 1, 1),
+    )
+
+
+def _engine() -> SealEngine:
+    return SealEngine(
+        checkpoint_key=bytearray(KEY),
+        mode="standalone",
+        grant_ttl_seconds=60,
+        max_grants=100,
+        max_live_frames=100,
+    )
+
+
+@given(st.binary(max_size=512))
+@settings(max_examples=400)
+def test_decoder_returns_or_raises_a_protocol_violation(data: bytes) -> None:
+    with contextlib.suppress(ProtocolViolation):
+        decode(data)
+
+
+@given(st.binary(max_size=512))
+@settings(max_examples=400)
+def test_handler_answers_arbitrary_bytes_without_raising(data: bytes) -> None:
+    engine = _engine()
+    outcome = _session(engine).handle(data)
+    assert outcome.reply[:4]
+    assert outcome.audit["status"] in {"ok", "error"}
+    assert not engine.counters.refusals.get("internal")
+
+
+@given(st.sampled_from(sorted(OPERATIONS)), args_maps)
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_authenticated_arbitrary_arguments_never_crash_a_handler(
+    op: str, args: dict[str, Any]
+) -> None:
+    # Authentic requests (valid MAC, right sequence) with arbitrary arguments reach the policy
+    # table and the handlers: every outcome is an answer, never an internal error.
+    engine = _engine()
+    session = _session(engine)
+    outcome = session.handle(encode_request(MacKey(KEY), session.nonce, 1, op, args))
+    assert outcome.audit["status"] in {"ok", "error"}
+    assert not engine.counters.refusals.get("internal"), outcome.audit
+
+
+@pytest.mark.integration
+@given(st.lists(st.binary(max_size=200), min_size=1, max_size=5))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_live_daemon_survives_arbitrary_frames(
+    daemon: StandaloneDaemon, session_key: bytes, bodies: list[bytes]
+) -> None:
+    connection = RawConnection(daemon.socket_path, session_key)
+    try:
+        connection.send(b"".join(frame(body) for body in bodies))
+        connection.reply()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        connection.close()
+    with daemon.connect(timeout=5, op_timeout=5) as client:
+        health = client.health()
+    assert health["status"] == "ok"
+    assert not health["counters"]["refusals"].get("internal")
+
+
+@pytest.mark.integration
+@given(st.sampled_from(sorted(OPERATIONS)), args_maps)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_live_daemon_answers_authenticated_arbitrary_arguments(
+    raw_session: RawConnection, op: str, args: dict[str, Any]
+) -> None:
+    reply = raw_session.call(op, args)
+    assert reply.status in {"ok", "error"}
+    if reply.status == "error":
+        assert reply.body["code"] != "internal"
+
+
+@pytest.fixture(scope="module")
+def raw_session(daemon: StandaloneDaemon) -> Any:
+    connection = RawConnection(daemon.socket_path, daemon.session_key_path.read_bytes())
+    yield connection
+    connection.close()
