@@ -20,12 +20,14 @@ ensure_venv() {
     fi
     # Reinstall only when the lock, the project metadata or the requested extra changed.
     local stamp="$VENV/.elspeth-install-stamp"
-    local want
-    want="$(cat "$ROOT/constraints.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1) $extra"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    local lock have
+    lock="$(cat "$ROOT/constraints.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+    have="$(cat "$stamp" 2>/dev/null || true)"
+    # A venv installed with the test extra also serves the plain demo.
+    if [ "$have" != "$lock $extra" ] && { [ -n "$extra" ] || [ "$have" != "$lock test" ]; }; then
         echo "elspeth: installing dependencies from constraints.txt into $VENV" >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
             -c "$ROOT/constraints.txt" -e "$spec"
-        echo "$want" > "$stamp"
+        echo "$lock $extra" > "$stamp"
     fi
 }

@@ -4,3 +4,65 @@ Import-light on purpose: ``python -m elspeth.orchestrator.worker_process`` impor
 before the worker sandboxes itself, so nothing here may import pandas, pyarrow or anything else
 that starts threads.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig, SpawnMode
+    from elspeth.orchestrator._errors import (
+        PluginFailedError,
+        PluginTimeoutError,
+        ProxyRefusedError,
+        RuntimeLevelMismatchError,
+        WorkerCrashedError,
+        WorkerError,
+        WorkerProtocolError,
+        WorkerStartError,
+    )
+    from elspeth.orchestrator._runtime import PluginCall, PluginInfo, PluginRuntime, StepResult
+
+_LAZY = {
+    "ErrorPolicy": "elspeth.orchestrator._config",
+    "RuntimeConfig": "elspeth.orchestrator._config",
+    "SpawnMode": "elspeth.orchestrator._config",
+    "PluginFailedError": "elspeth.orchestrator._errors",
+    "PluginTimeoutError": "elspeth.orchestrator._errors",
+    "ProxyRefusedError": "elspeth.orchestrator._errors",
+    "RuntimeLevelMismatchError": "elspeth.orchestrator._errors",
+    "WorkerCrashedError": "elspeth.orchestrator._errors",
+    "WorkerError": "elspeth.orchestrator._errors",
+    "WorkerProtocolError": "elspeth.orchestrator._errors",
+    "WorkerStartError": "elspeth.orchestrator._errors",
+    "PluginCall": "elspeth.orchestrator._runtime",
+    "PluginInfo": "elspeth.orchestrator._runtime",
+    "PluginRuntime": "elspeth.orchestrator._runtime",
+    "StepResult": "elspeth.orchestrator._runtime",
+}
+
+__all__ = [
+    "ErrorPolicy",
+    "PluginCall",
+    "PluginFailedError",
+    "PluginInfo",
+    "PluginRuntime",
+    "PluginTimeoutError",
+    "ProxyRefusedError",
+    "RuntimeConfig",
+    "RuntimeLevelMismatchError",
+    "SpawnMode",
+    "StepResult",
+    "WorkerCrashedError",
+    "WorkerError",
+    "WorkerProtocolError",
+    "WorkerStartError",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'elspeth.orchestrator' has no attribute {name!r}")
+    return getattr(importlib.import_module(module_name), name)
