@@ -1,38 +1,91 @@
 """``python -m elspeth.cli`` (also the ``elspeth`` console script): the orchestrator's command.
 
-With no arguments it runs the embedded default job in standalone mode: a private sidecar daemon
-seals the bundled sample dataset, and the clearance plan of the sample pipeline is printed.
+Without ``--settings`` it runs the bundled sample suite in standalone mode with the ``mock``
+model. Exit codes: 0 success, 1 run failed or stopped early (outputs marked partial),
+2 configuration error, 3 security refusal.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
-
-from elspeth.errors import ConfigurationError, ElspethError
+from importlib import resources
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_CONFIGURATION = 2
 EXIT_SECURITY = 3
 
+SESSION_KEY_VARIABLES = ("ELSPETH_SIDECAR_SESSION_KEY", "ELSPETH_SIDECAR_SESSION_KEY_FILE")
+
+_EPILOG = """\
+exit codes:
+  0  the suite ran to completion
+  1  the run failed or stopped early (a budget, an error); outputs are marked partial
+  2  configuration error: the settings file, an option or a plugin parameter is wrong
+  3  security refusal: the clearance plan, a seal check or the sidecar refused
+
+examples:
+  elspeth                                   run the bundled sample suite (mock model)
+  elspeth --settings suite.yaml --validate-only
+  elspeth --settings suite.yaml --head 20   preview on the first 20 rows
+  elspeth --settings suite.yaml --resume 20261128T101500Z-3fa2c1
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="elspeth",
         description=(
-            "Run an LLM experiment suite over classified data. Without options, runs the "
-            "bundled sample in standalone mode (a private sidecar daemon for this run only)."
+            "Run an LLM experiment suite over classified data. Every component's clearance is "
+            "checked against the data's classification before anything is read."
         ),
-        epilog=(
-            "exit codes: 0 success, 1 run failed, 2 configuration error, 3 security refusal. "
-            "Docs: docs/security-model.md"
-        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--settings",
+        metavar="FILE",
+        type=Path,
+        help="suite settings (YAML); default: the bundled sample suite",
+    )
+    parser.add_argument(
+        "--validate-only",
+        action="store_true",
+        help="check the settings and print the clearance plan; read no data, call no model",
+    )
+    parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        type=Path,
+        default=Path("elspeth-output"),
+        help="where run directories are created (default: ./elspeth-output)",
+    )
+    parser.add_argument("--head", metavar="N", type=int, help="preview: only the first N rows")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
+    parser.add_argument(
+        "--json-summary",
+        metavar="FILE",
+        help="also write a machine-readable summary to FILE ('-' for standard output)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="operational log level (default: info)",
+    )
+    parser.add_argument(
+        "--schema", action="store_true", help="print the settings JSON Schema and exit"
     )
     parser.add_argument(
         "--state-dir",
         metavar="DIR",
+        type=Path,
         help="where standalone mode keeps its checkpoint key (default: $XDG_STATE_HOME/elspeth)",
     )
     return parser
@@ -40,20 +93,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
-    from elspeth.security import SecurityError
-
+    for name in SESSION_KEY_VARIABLES:
+        os.environ.pop(name, None)
     arguments = _parser().parse_args(argv)
-    from elspeth.cli._demo import run_sample_job
-
-    try:
-        run_sample_job(state_dir=arguments.state_dir)
-    except SecurityError as error:
-        print(f"elspeth: security refusal: {error}", file=sys.stderr)
-        return EXIT_SECURITY
-    except ConfigurationError as error:
-        print(f"elspeth: configuration error: {error}", file=sys.stderr)
+    if arguments.head is not None and arguments.head < 1:
+        print("elspeth: --head must be at least 1", file=sys.stderr)
         return EXIT_CONFIGURATION
-    except ElspethError as error:
-        print(f"elspeth: run failed: {error}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    return EXIT_OK
+    logging.basicConfig(
+        level=arguments.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from elspeth.cli._run import run_command
+
+    if arguments.schema:
+        from elspeth.config import settings_json_schema
+
+        print(json.dumps(settings_json_schema(), indent=2))
+        return EXIT_OK
+    settings = arguments.settings
+    if settings is None:
+        with resources.as_file(resources.files("elspeth") / "_data" / "sample_suite.yaml") as path:
+            return run_command(path, arguments)
+    return run_command(settings, arguments)

@@ -1,0 +1,155 @@
+"""The suite settings schema: one YAML file describes datasource, models, prompts, plugins,
+sinks and experiments. Unknown keys are errors everywhere (``extra="forbid"``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from elspeth.datasources import ConfiguredLevel, DatasourceConfig
+from elspeth.sinks import SinkConfig
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SuiteInfo(_Strict):
+    name: Name
+    description: str = ""
+
+
+class SidecarSettings(_Strict):
+    """How to reach the seal authority.
+
+    ``standalone`` starts a private daemon for this run (one user; levels above
+    OFFICIAL_SENSITIVE refused); ``sidecar`` connects to the deployed daemon.
+    """
+
+    mode: Literal["standalone", "sidecar"] = "standalone"
+    socket_path: Path = Path("/run/sidecar/auth.sock")
+    session_key_path: Path = Path("/run/sidecar/.session")
+    ready_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
+class ModelSettings(BaseModel):
+    """A model endpoint: ``type`` picks the provider; the other keys are its options
+    (see docs/llm.md), checked by the provider itself."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["mock", "openai", "azure_openai"]
+    clearance: ConfiguredLevel
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Price(_Strict):
+    prompt_per_1k: Decimal = Field(ge=0)
+    completion_per_1k: Decimal = Field(ge=0)
+
+
+class PromptPackSettings(_Strict):
+    system: str | None = None
+    criteria: dict[Name, str] = Field(min_length=1)
+    constants: dict[str, Any] = Field(default_factory=dict)
+
+
+class PluginSettings(_Strict):
+    """An instance of a registered plugin, with its parameters and error policy.
+
+    ``clearance`` and ``output_floor`` here are what the suite author declares for the plan;
+    they may not be below what the plugin itself declares (checked against the registry).
+    """
+
+    plugin: str
+    clearance: ConfiguredLevel
+    output_floor: ConfiguredLevel | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    on_error: Literal["fail", "skip"] = "fail"
+
+
+class RateLimitSettings(_Strict):
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)
+
+
+class BudgetSettings(_Strict):
+    max_cost: Decimal | None = Field(default=None, ge=0)
+    max_rows: int | None = Field(default=None, ge=0)
+
+
+class RunSettings(_Strict):
+    """Settings an experiment inherits from ``defaults`` and may override."""
+
+    model: str | None = None
+    prompt_pack: str | None = None
+    parameters: dict[str, Any] | None = None
+    row_plugins: list[str] | None = None
+    aggregators: list[str] | None = None
+    sinks: list[str] | None = None
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
+    max_retries: int | None = Field(default=None, ge=0, le=20)
+    rate_limits: RateLimitSettings | None = None
+    budget: BudgetSettings | None = None
+    repeats: int | None = Field(default=None, ge=1, le=100)
+
+
+class ExperimentSettings(RunSettings):
+    name: Name
+    baseline: bool = False
+
+
+class Defaults(RunSettings):
+    comparisons: list[str] = Field(default_factory=list)
+    comparison_sinks: list[str] | None = None
+    cache: bool = True
+    chunk_rows: int = Field(default=1000, ge=1, le=1_000_000)
+
+
+class WorkerSettings(_Strict):
+    """Plugin workers. In ``sidecar`` mode they run as ``user`` through sudo; in standalone
+    mode as the orchestrator's own user. ``scratch_root`` must be writable by that user."""
+
+    pool_size: int = Field(default=1, ge=1, le=32)
+    call_timeout_seconds: float = Field(default=120.0, gt=0)
+    user: str = "appplugin"
+    sudo: Path = Path("/usr/bin/sudo")
+    scratch_root: Path | None = None
+    allow_partial_sandbox: bool = Field(
+        default=False,
+        description="Audited override: run above OFFICIAL_SENSITIVE without Landlock/seccomp.",
+    )
+
+
+class SuiteSettings(_Strict):
+    suite: SuiteInfo
+    sidecar: SidecarSettings = SidecarSettings()
+    datasource: Annotated[DatasourceConfig, Field(discriminator="type")]
+    models: dict[Name, ModelSettings] = Field(min_length=1)
+    pricing: dict[str, Price] = Field(default_factory=dict)
+    prompt_packs: dict[Name, PromptPackSettings] = Field(min_length=1)
+    plugins: dict[Name, PluginSettings] = Field(default_factory=dict)
+    plugin_dirs: list[Path] = Field(default_factory=list)
+    workers: WorkerSettings = WorkerSettings()
+    sinks: dict[Name, Annotated[SinkConfig, Field(discriminator="type")]] = Field(min_length=1)
+    defaults: Defaults = Defaults()
+    experiments: list[ExperimentSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _exactly_one_baseline(self) -> SuiteSettings:
+        baselines = [e.name for e in self.experiments if e.baseline]
+        if len(baselines) != 1:
+            found = ", ".join(baselines) if baselines else "none"
+            raise ValueError(f"exactly one experiment must have baseline: true (found {found})")
+        names = [e.name for e in self.experiments]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"experiment names repeat: {', '.join(repeated)}")
+        return self

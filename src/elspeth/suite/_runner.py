@@ -1,0 +1,750 @@
+"""Run a validated suite: plan, load, ask the model, run plugins in workers, write, audit.
+
+Order of a run (each step fails closed):
+1. plugins are described and their parameters validated in a catalog worker (no data);
+2. the clearance plan is built and every violation reported — before the datasource is read
+   and before any model call;
+3. the datasource mints origin frames through the daemon, in chunks;
+4. per experiment, every chunk's rows are verified against the model's clearance and sent
+   through the LLM stage; finished answers are checkpointed (MAC'd by the daemon); each
+   completed chunk becomes a derived frame and goes through the row plugins in workers;
+5. aggregators, sinks, then baseline comparisons; the manifest says ``complete`` last.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import secrets
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from elspeth.config import Experiment, Suite, budget_remaining
+from elspeth.datasources import open_datasource
+from elspeth.errors import ElspethError
+from elspeth.llm import (
+    Budget,
+    LLMStage,
+    Outcome,
+    PricingTable,
+    PromptPack,
+    RateLimiter,
+    ResponseCache,
+    RetryPolicy,
+    RowResult,
+    create_client,
+)
+from elspeth.orchestrator import (
+    ErrorPolicy,
+    PluginInfo,
+    PluginRuntime,
+    RuntimeConfig,
+    RuntimeLevelMismatchError,
+    SpawnMode,
+)
+from elspeth.plugins import PluginKind
+from elspeth.security import ClearancePlan, ClearancePlanError, SecureDataFrame, SecurityLevel
+from elspeth.sidecar import SidecarClient
+from elspeth.sinks import RunManifest, open_sink
+from elspeth.suite._audit import AuditLog
+from elspeth.suite._authority import open_authority
+from elspeth.suite._checkpoint import Answer, CheckpointWriter, read_checkpoint
+from elspeth.suite._plan import (
+    SuitePlan,
+    build_suite_plan,
+    comparison_component,
+    llm_component,
+    plugin_component,
+)
+from elspeth.suite._progress import Progress
+
+log = logging.getLogger("elspeth.suite")
+
+ROW_COLUMN = "_row"
+
+
+class RunFailedError(ElspethError):
+    """The run stopped; the manifest says ``partial`` and names the reason."""
+
+
+@dataclass
+class ExperimentSummary:
+    name: str
+    rows: int = 0
+    answers: int = 0
+    errors: int = 0
+    cached: int = 0
+    resumed: int = 0
+    retries: int = 0
+    cost: Decimal = Decimal(0)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    partial: bool = False
+    stop_reason: str | None = None
+    early_stopped: bool = False
+    outputs: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "cost": str(self.cost)}
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    run_dir: Path
+    status: str
+    experiments: list[ExperimentSummary]
+    comparisons: list[str]
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "run_dir": str(self.run_dir),
+            "status": self.status,
+            "reason": self.reason,
+            "experiments": [e.as_dict() for e in self.experiments],
+            "comparisons": self.comparisons,
+        }
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    output_dir: Path
+    head: int | None = None
+    resume: str | None = None
+    state_dir: Path | None = None
+
+
+def describe_plugins(runtime: PluginRuntime, suite: Suite) -> dict[str, PluginInfo]:
+    """Every plugin instance's declaration, its parameters validated (in a worker, no data)."""
+    infos: dict[str, PluginInfo] = {}
+    problems: list[str] = []
+    for name, settings in suite.settings.plugins.items():
+        try:
+            infos[name] = runtime.describe(settings.plugin, settings.params)
+        except ElspethError as error:
+            line = suite.line_of(("plugins", name))
+            problems.append(f"{suite.file}:{line}: plugins.{name}: {error}")
+    expected = {
+        PluginKind.AGGREGATOR: [a for e in suite.experiments for a in e.aggregators],
+        PluginKind.BASELINE_COMPARISON: list(suite.settings.defaults.comparisons),
+    }
+    row_kinds = {PluginKind.ROW_PLUGIN, PluginKind.VALIDATOR, PluginKind.EARLY_STOP}
+    for experiment in suite.experiments:
+        problems.extend(
+            f"{suite.file}: experiment {experiment.name}: row_plugins lists {p!r}, "
+            f"a {infos[p].kind.value} plugin"
+            for p in experiment.row_plugins
+            if p in infos and infos[p].kind not in row_kinds
+        )
+    for kind, names in expected.items():
+        problems.extend(
+            f"{suite.file}: {n!r} is used as {kind.value} but is a {infos[n].kind.value} plugin"
+            for n in names
+            if n in infos and infos[n].kind is not kind
+        )
+    if problems:
+        from elspeth.errors import ConfigurationError
+
+        raise ConfigurationError("plugin problems:\n  " + "\n  ".join(problems))
+    return infos
+
+
+def check_templates(suite: Suite) -> None:
+    """Template fields against the declared columns, before any data is read."""
+    columns = suite.settings.datasource.columns
+    if columns is None:
+        return
+    problems: list[str] = []
+    for experiment in suite.experiments:
+        pack = build_prompt_pack(suite, experiment)
+        problems.extend(
+            f"experiment {experiment.name}: template {m.template} uses field {m.field!r}, "
+            "which is not a datasource column"
+            for m in pack.missing_fields([*columns, ROW_COLUMN])
+        )
+    if problems:
+        from elspeth.errors import ConfigurationError
+
+        raise ConfigurationError(f"{suite.file}: " + "; ".join(sorted(set(problems))))
+
+
+def build_prompt_pack(suite: Suite, experiment: Experiment) -> PromptPack:
+    pack = suite.settings.prompt_packs[experiment.prompt_pack]
+    return PromptPack(
+        pack.criteria, system=pack.system, constants=pack.constants, name=experiment.prompt_pack
+    )
+
+
+def runtime_config(suite: Suite, log_dir: Path) -> RuntimeConfig:
+    settings = suite.settings
+    workers = settings.workers
+    policies = {
+        plugin.plugin: ErrorPolicy.SKIP if plugin.on_error == "skip" else ErrorPolicy.FAIL
+        for plugin in settings.plugins.values()
+    }
+    extra: dict[str, Any] = {}
+    if workers.scratch_root is not None:
+        extra["scratch_root"] = workers.scratch_root
+    return RuntimeConfig(
+        log_dir=log_dir,
+        mode=SpawnMode.STANDALONE if settings.sidecar.mode == "standalone" else SpawnMode.SUDO,
+        sudo=str(workers.sudo),
+        worker_user=workers.user,
+        pool_size=workers.pool_size,
+        call_timeout=workers.call_timeout_seconds,
+        plugin_dirs=tuple(p.resolve() for p in settings.plugin_dirs),
+        error_policies=policies,
+        allow_partial_sandbox=workers.allow_partial_sandbox,
+        **extra,
+    )
+
+
+def new_run_id() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every step of one run uses."""
+
+    authority: SidecarClient
+    runtime: PluginRuntime
+    suite_plan: SuitePlan
+    infos: Mapping[str, PluginInfo]
+    manifest: RunManifest
+    audit: AuditLog
+
+    @property
+    def plan(self) -> ClearancePlan:
+        return self.suite_plan.plan
+
+
+class SuiteRunner:
+    """Runs one suite once; see the module docstring for the order of events."""
+
+    def __init__(self, suite: Suite, options: RunOptions) -> None:
+        self.suite = suite
+        self.options = options
+        self.progress: Progress | None = None
+        self.last_plan: SuitePlan | None = None
+        self.run_id = options.resume or new_run_id()
+        self.run_dir = options.output_dir / self.run_id
+        if options.resume and not (self.run_dir / "manifest.json").exists():
+            from elspeth.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"cannot resume: no run {options.resume!r} in {options.output_dir}"
+            )
+
+    # -- the whole run ----------------------------------------------------------------------
+
+    def validate(self) -> SuitePlan:
+        """Describe plugins, check templates and build the plan; read no data, call no model."""
+        with (
+            tempfile.TemporaryDirectory(prefix="elspeth-validate-") as scratch,
+            open_authority(
+                self.suite.settings.sidecar, state_dir=self.options.state_dir
+            ) as authority,
+            PluginRuntime(authority, runtime_config(self.suite, Path(scratch))) as runtime,
+        ):
+            infos = describe_plugins(runtime, self.suite)
+            check_templates(self.suite)
+            self.last_plan = build_suite_plan(self.suite, infos)
+            return self.last_plan
+
+    def run(self, progress: Progress) -> RunSummary:
+        self.progress = progress
+        os.umask(0o077)
+        self.options.output_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        manifest = RunManifest.start(self.run_dir, self.run_id)
+        audit = AuditLog(self.run_dir / "audit.jsonl", self.run_id)
+        summaries: list[ExperimentSummary] = []
+        comparisons: list[str] = []
+        audit.record(
+            "run_started", suite=self.suite.settings.suite.name, resumed=bool(self.options.resume)
+        )
+        try:
+            with (
+                open_authority(
+                    self.suite.settings.sidecar, state_dir=self.options.state_dir
+                ) as authority,
+                PluginRuntime(
+                    authority, runtime_config(self.suite, self.run_dir / "worker-logs")
+                ) as runtime,
+            ):
+                audit.record(
+                    "authority_ready", boot_id=authority.boot_id.hex(), mode=authority.mode
+                )
+                infos = describe_plugins(runtime, self.suite)
+                check_templates(self.suite)
+                suite_plan = self._require_plan(infos, audit)
+                chunks = self._load(authority, audit)
+                context = _Context(authority, runtime, suite_plan, infos, manifest, audit)
+                results: dict[str, list[SecureDataFrame]] = {}
+                for experiment in self.suite.experiments:
+                    summary, frames = self._run_experiment(context, experiment, chunks)
+                    summaries.append(summary)
+                    results[experiment.name] = frames
+                    if summary.partial:
+                        raise RunFailedError(
+                            f"experiment {experiment.name} stopped early: {summary.stop_reason}"
+                        )
+                comparisons = self._compare(context, results)
+        except BaseException as error:
+            reason = _reason(error)
+            manifest.partial(reason)
+            audit.record("run_failed", error=type(error).__name__)
+            audit.close()
+            raise
+        manifest.complete()
+        audit.record("run_complete")
+        audit.close()
+        return RunSummary(self.run_id, self.run_dir, "complete", summaries, comparisons)
+
+    def _require_plan(self, infos: Mapping[str, PluginInfo], audit: AuditLog) -> SuitePlan:
+        suite_plan = build_suite_plan(self.suite, infos)
+        self.last_plan = suite_plan
+        for entry in suite_plan.plan.entries:
+            audit.record(
+                "clearance_decision",
+                component=entry.component.name,
+                clearance=entry.component.clearance.name,
+                incoming=entry.incoming.name,
+                outgoing=entry.outgoing.name,
+                allowed=entry.allowed,
+            )
+        if suite_plan.plan.violations:
+            audit.record("refusal", reason="clearance_plan", count=len(suite_plan.plan.violations))
+            raise ClearancePlanError(suite_plan.plan.violations)
+        return suite_plan
+
+    def _load(self, authority: SidecarClient, audit: AuditLog) -> list[SecureDataFrame]:
+        datasource = open_datasource(self.suite.settings.datasource)
+        datasource.preflight()
+        chunks: list[SecureDataFrame] = []
+        remaining = self.options.head
+        for chunk in datasource.load_chunks(authority, self.suite.settings.defaults.chunk_rows):
+            kept = chunk
+            if remaining is not None and chunk.shape[0] > remaining:
+                kept = chunk.with_new_data(chunk.data.head(remaining))
+            chunks.append(kept)
+            audit.record(
+                "frame_granted",
+                chunk=len(chunks) - 1,
+                rows=chunk.shape[0],
+                level=chunk.security_level.name,
+                audit_id=chunk.certificate.audit_id,
+            )
+            if remaining is not None:
+                remaining -= kept.shape[0]
+                if remaining <= 0:
+                    break
+        return chunks
+
+    # -- one experiment ---------------------------------------------------------------------
+
+    def _run_experiment(
+        self, context: _Context, experiment: Experiment, chunks: Sequence[SecureDataFrame]
+    ) -> tuple[ExperimentSummary, list[SecureDataFrame]]:
+        settings = self.suite.settings
+        authority, plan, audit = context.authority, context.plan, context.audit
+        model = settings.models[experiment.model]
+        summary = ExperimentSummary(experiment.name)
+        pack = build_prompt_pack(self.suite, experiment)
+        criteria = pack.criteria
+        fingerprint = self._fingerprint(experiment, chunks)
+        checkpoint_path = self.run_dir / f"checkpoint-{experiment.name}.jsonl"
+        restored = {a.key: a for a in read_checkpoint(checkpoint_path, fingerprint, authority)}
+        summary.resumed = len(restored)
+        if restored:
+            audit.record("resumed", experiment=experiment.name, answers=len(restored))
+        writer = CheckpointWriter(checkpoint_path, fingerprint, authority)
+        offsets = _offsets(chunks)
+        total_rows = offsets[-1]
+        summary.rows = total_rows
+        per_row = len(criteria) * experiment.repeats
+        chunk_results: list[dict[tuple[int, str, int], RowResult | Answer]] = [{} for _ in chunks]
+        for key, answer in restored.items():
+            chunk_results[_chunk_of(offsets, key[0])][key] = answer
+        expected = [(offsets[i + 1] - offsets[i]) * per_row for i in range(len(chunks))]
+        llm_level = plan.incoming_of(llm_component(experiment.name))
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rows")
+        futures: dict[int, concurrent.futures.Future[SecureDataFrame]] = {}
+        stop = threading.Event()
+        lock = threading.Lock()
+        assert self.progress is not None
+        task = self.progress.start(experiment.name, total_rows * per_row)
+        task.advance(len(restored))
+
+        def finish_chunk(index: int) -> None:
+            futures[index] = pool.submit(
+                self._row_stages,
+                context,
+                experiment,
+                _Chunk(index, offsets[index], chunks[index], chunk_results[index]),
+                criteria,
+                stop,
+            )
+
+        for index in range(len(chunks)):
+            if len(chunk_results[index]) >= expected[index]:
+                finish_chunk(index)
+
+        def rows() -> Iterator[dict[str, Any]]:
+            for index, chunk in enumerate(chunks):
+                if stop.is_set():
+                    return
+                audit_id = chunk.verify_for(model.clearance)
+                audit.record(
+                    "seal_verified",
+                    experiment=experiment.name,
+                    chunk=index,
+                    component="llm",
+                    audit_id=audit_id,
+                )
+                data = chunk.data
+                for ordinal, record in zip(
+                    range(offsets[index], offsets[index + 1]),
+                    data.to_dict(orient="records"),
+                    strict=True,
+                ):
+                    yield {**{str(k): v for k, v in record.items()}, ROW_COLUMN: ordinal}
+
+        def on_result(result: RowResult) -> None:
+            index = _chunk_of(offsets, result.row)
+            audit.record("llm_result", experiment=experiment.name, **result.audit_record())
+            if result.outcome is Outcome.OK and result.text is not None:
+                writer.append(
+                    Answer(
+                        result.row,
+                        result.criterion,
+                        result.repeat,
+                        result.text,
+                        result.prompt_tokens,
+                        result.completion_tokens,
+                        result.cost,
+                    )
+                )
+            task.advance(1, cost=result.cost, error=result.outcome is not Outcome.OK)
+            for future in list(futures.values()):
+                if future.done() and future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+            with lock:
+                chunk_results[index][result.key] = result
+                complete = len(chunk_results[index]) >= expected[index]
+            if complete:
+                finish_chunk(index)
+
+        spent = sum((a.cost for a in restored.values()), Decimal(0))
+        rows_done = len({key[0] for key in restored})
+        budget = budget_remaining(experiment.budget, spent, rows_done)
+        stage = self._stage(
+            experiment,
+            pack,
+            model.options(),
+            Budget(max_cost=budget.max_cost, max_rows=budget.max_rows),
+        )
+        try:
+            stage_summary = stage.run_sync(
+                rows(),
+                level=llm_level,
+                on_result=on_result,
+                done=set(restored),
+            )
+            frames = [futures[i].result() for i in sorted(futures)]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            writer.close()
+            task.close()
+        summary.answers = stage_summary.ok + len(restored)
+        summary.errors = stage_summary.errors
+        summary.cached = stage_summary.cached
+        summary.retries = stage_summary.retries
+        summary.cost = stage_summary.cost + spent
+        summary.prompt_tokens = stage_summary.prompt_tokens
+        summary.completion_tokens = stage_summary.completion_tokens
+        summary.early_stopped = stop.is_set()
+        summary.partial = stage_summary.partial
+        summary.stop_reason = stage_summary.stop_reason
+        audit.record("llm_stage_done", experiment=experiment.name, **stage_summary.as_dict())
+        if frames:
+            # A budget stop still writes the finished chunks; the manifest then says partial.
+            self._aggregate_and_write(context, experiment, frames, summary)
+        return summary, frames
+
+    def _stage(
+        self,
+        experiment: Experiment,
+        pack: PromptPack,
+        options: Mapping[str, Any],
+        budget: Budget,
+    ) -> LLMStage:
+        settings = self.suite.settings
+        model = settings.models[experiment.model]
+        client_options = dict(options)
+        if experiment.parameters and model.type != "mock":
+            client_options["parameters"] = dict(experiment.parameters)
+        client = create_client(model.type, client_options)
+        limits = experiment.rate_limits
+        limiter = (
+            RateLimiter(
+                requests_per_minute=limits.requests_per_minute,
+                tokens_per_minute=limits.tokens_per_minute,
+            )
+            if limits.requests_per_minute or limits.tokens_per_minute
+            else None
+        )
+        cache = (
+            ResponseCache(self.options.output_dir / ".cache") if settings.defaults.cache else None
+        )
+        pricing = PricingTable.from_mapping(
+            {name: price.model_dump() for name, price in settings.pricing.items()}
+        )
+        return LLMStage(
+            client,
+            pack,
+            concurrency=experiment.concurrency,
+            rate_limiter=limiter,
+            retry_policy=RetryPolicy(max_retries=experiment.max_retries),
+            cache=cache,
+            pricing=pricing,
+            budget=budget,
+            repeats=experiment.repeats,
+        )
+
+    def _row_stages(
+        self,
+        context: _Context,
+        experiment: Experiment,
+        chunk: _Chunk,
+        criteria: Sequence[str],
+        stop: threading.Event,
+    ) -> SecureDataFrame:
+        plan, audit, index = context.plan, context.audit, chunk.index
+        answered = _with_answers(
+            chunk.frame.data, chunk.results, criteria, experiment.repeats, chunk.first_row
+        )
+        frame = chunk.frame.with_new_data(answered)
+        self._expect_level(frame, plan.level_of(llm_component(experiment.name)))
+        settings = self.suite.settings
+        for plugin in experiment.row_plugins:
+            component = plugin_component(experiment.name, plugin)
+            instance = settings.plugins[plugin]
+            result = context.runtime.run(
+                instance.plugin,
+                instance.params,
+                [frame],
+                chunk_id=f"{experiment.name}:{index}",
+                plan_level=plan.incoming_of(component),
+            )
+            audit.record(
+                "plugin_step",
+                experiment=experiment.name,
+                chunk=index,
+                plugin=plugin,
+                skipped=result.skipped,
+            )
+            frame = result.frames[0]
+            if not result.skipped:
+                self._expect_level(frame, plan.level_of(component))
+            if context.infos[plugin].kind is PluginKind.EARLY_STOP and _early_stop(frame):
+                audit.record("early_stop", experiment=experiment.name, chunk=index, plugin=plugin)
+                stop.set()
+        return frame
+
+    def _aggregate_and_write(
+        self,
+        context: _Context,
+        experiment: Experiment,
+        frames: Sequence[SecureDataFrame],
+        summary: ExperimentSummary,
+    ) -> None:
+        settings = self.suite.settings
+        plan, manifest, audit = context.plan, context.manifest, context.audit
+        outputs: list[tuple[str, list[SecureDataFrame]]] = [("results", list(frames))]
+        for plugin in experiment.aggregators:
+            component = plugin_component(experiment.name, plugin)
+            instance = settings.plugins[plugin]
+            result = context.runtime.run(
+                instance.plugin,
+                instance.params,
+                frames,
+                chunk_id=f"{experiment.name}:all",
+                plan_level=plan.incoming_of(component),
+            )
+            if result.produced:
+                aggregate = result.produced[-1]
+                self._expect_level(aggregate, plan.level_of(component))
+                outputs.append((plugin, [aggregate]))
+        for sink_name in experiment.sinks:
+            sink = open_sink(settings.sinks[sink_name])
+            for label, output in outputs:
+                path = manifest.path_for(f"{experiment.name}__{label}__{sink_name}{sink.suffix}")
+                artifact = sink.write_chunks(output, path)
+                manifest.add(artifact)
+                summary.outputs.append(path.name)
+                audit.record(
+                    "sink_written",
+                    experiment=experiment.name,
+                    sink=sink_name,
+                    output=path.name,
+                    level=artifact.level.name,
+                    rows=artifact.rows,
+                    seal_audit_ids=list(artifact.seal_audit_ids),
+                )
+
+    def _compare(
+        self, context: _Context, results: Mapping[str, Sequence[SecureDataFrame]]
+    ) -> list[str]:
+        settings = self.suite.settings
+        plan, manifest, audit = context.plan, context.manifest, context.audit
+        baseline = self.suite.baseline.name
+        written: list[str] = []
+        for comparison in settings.defaults.comparisons:
+            instance = settings.plugins[comparison]
+            for variant in self.suite.experiments:
+                if variant.baseline:
+                    continue
+                component = comparison_component(comparison, variant.name)
+                base = _concat(results[baseline])
+                other = _concat(results[variant.name])
+                result = context.runtime.run(
+                    instance.plugin,
+                    instance.params,
+                    [base, other],
+                    chunk_id=f"{comparison}:{variant.name}",
+                    plan_level=plan.incoming_of(component),
+                )
+                if not result.produced:
+                    continue
+                compared = result.produced[-1]
+                self._expect_level(compared, plan.level_of(component))
+                for sink_name in self.suite.comparison_sinks:
+                    sink = open_sink(settings.sinks[sink_name])
+                    path = manifest.path_for(
+                        f"compare__{comparison}__{variant.name}__{sink_name}{sink.suffix}"
+                    )
+                    manifest.add(sink.write(compared, path))
+                    written.append(path.name)
+                    audit.record(
+                        "sink_written",
+                        comparison=comparison,
+                        variant=variant.name,
+                        sink=sink_name,
+                        output=path.name,
+                    )
+        return written
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _expect_level(frame: SecureDataFrame, planned: SecurityLevel) -> None:
+        if frame.security_level != planned:
+            raise RuntimeLevelMismatchError(
+                f"frame {frame.frame_id} is {frame.security_level} but the plan computed "
+                f"{planned}; this is an internal error, the run stops"
+            )
+
+    def _fingerprint(self, experiment: Experiment, chunks: Sequence[SecureDataFrame]) -> str:
+        settings = self.suite.settings
+        described = {
+            "experiment": repr(experiment),
+            "model": settings.models[experiment.model].model_dump(mode="json"),
+            "prompts": settings.prompt_packs[experiment.prompt_pack].model_dump(mode="json"),
+            "data": [chunk.digest.hex() for chunk in chunks],
+        }
+        text = json.dumps(described, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk of one experiment: its origin frame and every answer for its rows."""
+
+    index: int
+    first_row: int
+    frame: SecureDataFrame
+    results: Mapping[tuple[int, str, int], RowResult | Answer]
+
+
+def _offsets(chunks: Sequence[SecureDataFrame]) -> list[int]:
+    offsets = [0]
+    for chunk in chunks:
+        offsets.append(offsets[-1] + chunk.shape[0])
+    return offsets
+
+
+def _chunk_of(offsets: Sequence[int], row: int) -> int:
+    for index in range(len(offsets) - 1):
+        if offsets[index] <= row < offsets[index + 1]:
+            return index
+    raise IndexError(f"row {row} is outside the loaded data")
+
+
+def _with_answers(
+    data: pd.DataFrame,
+    results: Mapping[tuple[int, str, int], RowResult | Answer],
+    criteria: Sequence[str],
+    repeats: int,
+    first_row: int,
+) -> pd.DataFrame:
+    """The chunk's rows plus ``_row``, ``<criterion>_response`` and ``<criterion>_outcome``."""
+    frame = data.reset_index(drop=True)
+    ordinals = list(range(first_row, first_row + len(frame)))
+    pieces = []
+    for repeat in range(repeats):
+        block = frame.copy()
+        block.insert(0, ROW_COLUMN, ordinals)
+        if repeats > 1:
+            block.insert(1, "_repeat", repeat)
+        for criterion in criteria:
+            texts: list[str | None] = []
+            outcomes: list[str] = []
+            for row in ordinals:
+                result = results.get((row, criterion, repeat))
+                if isinstance(result, Answer):
+                    texts.append(result.text)
+                    outcomes.append(Outcome.OK.value)
+                elif result is None:
+                    texts.append(None)
+                    outcomes.append(Outcome.ERROR.value)
+                else:
+                    texts.append(result.text if result.outcome is Outcome.OK else None)
+                    outcomes.append(result.outcome.value)
+            block[f"{criterion}_response"] = pd.Series(texts, dtype="str")
+            block[f"{criterion}_outcome"] = outcomes
+        pieces.append(block)
+    return pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+
+
+def _early_stop(frame: SecureDataFrame) -> bool:
+    data = frame.data
+    return "_early_stop" in data.columns and bool(data["_early_stop"].fillna(False).any())
+
+
+def _concat(frames: Sequence[SecureDataFrame]) -> SecureDataFrame:
+    if len(frames) == 1:
+        return frames[0]
+    return SecureDataFrame.derive_from(
+        frames, pd.concat([f.data for f in frames], ignore_index=True)
+    )
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(error).__name__}"
