@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from elspeth.errors import ConfigurationError
 from elspeth.security import SealError
@@ -58,7 +60,15 @@ def _encode(fingerprint: str, answer: Answer) -> bytes:
 
 
 class CheckpointWriter:
-    """Appends MAC'd answers for one experiment; each line is flushed as it is written."""
+    """Appends MAC'd answers for one experiment from a background thread.
+
+    The LLM stage hands answers over from its event loop; the daemon round trip for each MAC
+    happens here instead, so it never stalls the requests in flight. Each line is flushed as it
+    is written; a failure of the daemon is raised at the next :meth:`append` or at
+    :meth:`close` (fail closed).
+    """
+
+    _STOP: Final = object()
 
     def __init__(self, path: Path, fingerprint: str, authority: CheckpointAuthority) -> None:
         self.path = path
@@ -67,19 +77,40 @@ class CheckpointWriter:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         os.fchmod(descriptor, 0o600)
         self._file = os.fdopen(descriptor, "a", encoding="utf-8")
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="checkpoint", daemon=True)
+        self._thread.start()
 
     def append(self, answer: Answer) -> None:
-        record = _encode(self._fingerprint, answer)
-        mac = self._authority.checkpoint_mac(record)
-        line = json.dumps({"record": record.decode("utf-8"), "mac": mac.hex()})
-        self._file.write(line + "\n")
-        self._file.flush()
+        if self._failure is not None:
+            raise self._failure
+        self._queue.put(answer)
+
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not self._STOP:
+            if self._failure is not None:
+                continue
+            assert isinstance(item, Answer)
+            try:
+                record = _encode(self._fingerprint, item)
+                mac = self._authority.checkpoint_mac(record)
+                line = json.dumps({"record": record.decode("utf-8"), "mac": mac.hex()})
+                self._file.write(line + "\n")
+                self._file.flush()
+            except BaseException as error:  # noqa: BLE001 - handed to the run's thread
+                self._failure = error
 
     def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(self._STOP)
+            self._thread.join()
         if not self._file.closed:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+        if self._failure is not None:
+            raise self._failure
 
 
 def read_checkpoint(

@@ -116,9 +116,9 @@ class _LogTask:
     def _line(self) -> None:
         counts = self._counts
         rate = counts.rate()
-        left = (counts.total - counts.done) / rate if rate > 0 else float("nan")
+        left = f"{(counts.total - counts.done) / rate:.0f}s" if rate > 0 else "unknown"
         log.info(
-            "%s: %d/%d answers, %.1f/s, eta %.0fs, errors %d, cost %s",
+            "%s: %d/%d answers, %.1f/s, eta %s, errors %d, cost %s",
             self._name,
             counts.done,
             counts.total,

@@ -360,127 +360,62 @@ class SuiteRunner:
     def _run_experiment(
         self, context: _Context, experiment: Experiment, chunks: Sequence[SecureDataFrame]
     ) -> tuple[ExperimentSummary, list[SecureDataFrame]]:
-        settings = self.suite.settings
-        authority, plan, audit = context.authority, context.plan, context.audit
-        model = settings.models[experiment.model]
-        summary = ExperimentSummary(experiment.name)
-        pack = build_prompt_pack(self.suite, experiment)
-        criteria = pack.criteria
-        fingerprint = self._fingerprint(experiment, chunks)
-        checkpoint_path = self.run_dir / f"checkpoint-{experiment.name}.jsonl"
-        restored = {a.key: a for a in read_checkpoint(checkpoint_path, fingerprint, authority)}
-        summary.resumed = len(restored)
-        if restored:
-            audit.record("resumed", experiment=experiment.name, answers=len(restored))
-        writer = CheckpointWriter(checkpoint_path, fingerprint, authority)
-        offsets = _offsets(chunks)
-        total_rows = offsets[-1]
-        summary.rows = total_rows
-        per_row = len(criteria) * experiment.repeats
-        chunk_results: list[dict[tuple[int, str, int], RowResult | Answer]] = [{} for _ in chunks]
-        for key, answer in restored.items():
-            chunk_results[_chunk_of(offsets, key[0])][key] = answer
-        expected = [(offsets[i + 1] - offsets[i]) * per_row for i in range(len(chunks))]
-        llm_level = plan.incoming_of(llm_component(experiment.name))
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rows")
-        futures: dict[int, concurrent.futures.Future[SecureDataFrame]] = {}
-        stop = threading.Event()
-        lock = threading.Lock()
         assert self.progress is not None
-        task = self.progress.start(experiment.name, total_rows * per_row)
-        task.advance(len(restored))
-
-        def finish_chunk(index: int) -> None:
-            futures[index] = pool.submit(
-                self._row_stages,
-                context,
-                experiment,
-                _Chunk(index, offsets[index], chunks[index], chunk_results[index]),
-                criteria,
-                stop,
-            )
-
-        for index in range(len(chunks)):
-            if len(chunk_results[index]) >= expected[index]:
-                finish_chunk(index)
-
-        def rows() -> Iterator[dict[str, Any]]:
-            for index, chunk in enumerate(chunks):
-                if stop.is_set():
-                    return
-                audit_id = chunk.verify_for(model.clearance)
-                audit.record(
-                    "seal_verified",
-                    experiment=experiment.name,
-                    chunk=index,
-                    component="llm",
-                    audit_id=audit_id,
-                )
-                data = chunk.data
-                for ordinal, record in zip(
-                    range(offsets[index], offsets[index + 1]),
-                    data.to_dict(orient="records"),
-                    strict=True,
-                ):
-                    yield {**{str(k): v for k, v in record.items()}, ROW_COLUMN: ordinal}
-
-        def on_result(result: RowResult) -> None:
-            index = _chunk_of(offsets, result.row)
-            audit.record("llm_result", experiment=experiment.name, **result.audit_record())
-            if result.outcome is Outcome.OK and result.text is not None:
-                writer.append(
-                    Answer(
-                        result.row,
-                        result.criterion,
-                        result.repeat,
-                        result.text,
-                        result.prompt_tokens,
-                        result.completion_tokens,
-                        result.cost,
-                    )
-                )
-            task.advance(1, cost=result.cost, error=result.outcome is not Outcome.OK)
-            for future in list(futures.values()):
-                if future.done() and future.exception() is not None:
-                    raise future.exception()  # type: ignore[misc]
-            with lock:
-                chunk_results[index][result.key] = result
-                complete = len(chunk_results[index]) >= expected[index]
-            if complete:
-                finish_chunk(index)
-
+        checkpoint = self.run_dir / f"checkpoint-{experiment.name}.jsonl"
+        fingerprint = self._fingerprint(experiment, chunks)
+        restored = {
+            answer.key: answer
+            for answer in read_checkpoint(checkpoint, fingerprint, context.authority)
+        }
+        if restored:
+            context.audit.record("resumed", experiment=experiment.name, answers=len(restored))
         spent = sum((a.cost for a in restored.values()), Decimal(0))
-        rows_done = len({key[0] for key in restored})
-        budget = budget_remaining(experiment.budget, spent, rows_done)
+        left = budget_remaining(experiment.budget, spent, len({key[0] for key in restored}))
+        pack = build_prompt_pack(self.suite, experiment)
         stage = self._stage(
             experiment,
             pack,
-            model.options(),
-            Budget(max_cost=budget.max_cost, max_rows=budget.max_rows),
+            self.suite.settings.models[experiment.model].options(),
+            Budget(max_cost=left.max_cost, max_rows=left.max_rows),
+        )
+        writer = CheckpointWriter(checkpoint, fingerprint, context.authority)
+        run = _ExperimentRun(
+            self,
+            context,
+            experiment,
+            chunks=chunks,
+            criteria=pack.criteria,
+            restored=restored,
+            writer=writer,
         )
         try:
             stage_summary = stage.run_sync(
-                rows(),
-                level=llm_level,
-                on_result=on_result,
+                run.rows(),
+                level=context.plan.incoming_of(llm_component(experiment.name)),
+                on_result=run.on_result,
                 done=set(restored),
             )
-            frames = [futures[i].result() for i in sorted(futures)]
+            frames = run.finished_frames()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            writer.close()
-            task.close()
-        summary.answers = stage_summary.ok + len(restored)
-        summary.errors = stage_summary.errors
-        summary.cached = stage_summary.cached
-        summary.retries = stage_summary.retries
-        summary.cost = stage_summary.cost + spent
-        summary.prompt_tokens = stage_summary.prompt_tokens
-        summary.completion_tokens = stage_summary.completion_tokens
-        summary.early_stopped = stop.is_set()
-        summary.partial = stage_summary.partial
-        summary.stop_reason = stage_summary.stop_reason
-        audit.record("llm_stage_done", experiment=experiment.name, **stage_summary.as_dict())
+            run.close()
+        summary = ExperimentSummary(
+            experiment.name,
+            rows=run.offsets[-1],
+            answers=stage_summary.ok + len(restored),
+            errors=stage_summary.errors,
+            cached=stage_summary.cached,
+            resumed=len(restored),
+            retries=stage_summary.retries,
+            cost=stage_summary.cost + spent,
+            prompt_tokens=stage_summary.prompt_tokens,
+            completion_tokens=stage_summary.completion_tokens,
+            partial=stage_summary.partial,
+            stop_reason=stage_summary.stop_reason,
+            early_stopped=run.stop.is_set(),
+        )
+        context.audit.record(
+            "llm_stage_done", experiment=experiment.name, **stage_summary.as_dict()
+        )
         if frames:
             # A budget stop still writes the finished chunks; the manifest then says partial.
             self._aggregate_and_write(context, experiment, frames, summary)
@@ -669,6 +604,120 @@ class SuiteRunner:
         }
         text = json.dumps(described, sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class _ExperimentRun:
+    """The moving parts of one experiment's LLM stage: which answers each chunk has, and the
+    background thread that turns a chunk with every answer into a frame and runs its row
+    plugins while the model answers later chunks."""
+
+    def __init__(
+        self,
+        runner: SuiteRunner,
+        context: _Context,
+        experiment: Experiment,
+        *,
+        chunks: Sequence[SecureDataFrame],
+        criteria: Sequence[str],
+        restored: Mapping[tuple[int, str, int], Answer],
+        writer: CheckpointWriter,
+    ) -> None:
+        self.runner = runner
+        self.context = context
+        self.experiment = experiment
+        self.chunks = chunks
+        self.criteria = criteria
+        self.writer = writer
+        self.offsets = _offsets(chunks)
+        self.stop = threading.Event()
+        self._clearance = runner.suite.settings.models[experiment.model].clearance
+        per_row = len(criteria) * experiment.repeats
+        self._expected = [
+            (self.offsets[i + 1] - self.offsets[i]) * per_row for i in range(len(chunks))
+        ]
+        self._answers: list[dict[tuple[int, str, int], RowResult | Answer]] = [{} for _ in chunks]
+        for key, answer in restored.items():
+            self._answers[_chunk_of(self.offsets, key[0])][key] = answer
+        self._lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="row-stages")
+        self._futures: dict[int, concurrent.futures.Future[SecureDataFrame]] = {}
+        assert runner.progress is not None
+        self._task = runner.progress.start(experiment.name, self.offsets[-1] * per_row)
+        self._task.advance(len(restored))
+        for index in range(len(chunks)):
+            if len(self._answers[index]) >= self._expected[index]:
+                self._finish_chunk(index)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Rows for the model, chunk by chunk, each chunk's seal checked first."""
+        audit = self.context.audit
+        for index, chunk in enumerate(self.chunks):
+            if self.stop.is_set():
+                return
+            audit_id = chunk.verify_for(self._clearance)
+            audit.record(
+                "seal_verified",
+                experiment=self.experiment.name,
+                chunk=index,
+                component="llm",
+                audit_id=audit_id,
+            )
+            ordinals = range(self.offsets[index], self.offsets[index + 1])
+            records = chunk.data.to_dict(orient="records")
+            for ordinal, record in zip(ordinals, records, strict=True):
+                yield {**{str(k): v for k, v in record.items()}, ROW_COLUMN: ordinal}
+
+    def on_result(self, result: RowResult) -> None:
+        self.context.audit.record(
+            "llm_result", experiment=self.experiment.name, **result.audit_record()
+        )
+        if result.outcome is Outcome.OK and result.text is not None:
+            self.writer.append(
+                Answer(
+                    result.row,
+                    result.criterion,
+                    result.repeat,
+                    result.text,
+                    result.prompt_tokens,
+                    result.completion_tokens,
+                    result.cost,
+                )
+            )
+        self._task.advance(1, cost=result.cost, error=result.outcome is not Outcome.OK)
+        self._raise_row_stage_failure()
+        index = _chunk_of(self.offsets, result.row)
+        with self._lock:
+            self._answers[index][result.key] = result
+            complete = len(self._answers[index]) >= self._expected[index]
+        if complete:
+            self._finish_chunk(index)
+
+    def finished_frames(self) -> list[SecureDataFrame]:
+        return [self._futures[index].result() for index in sorted(self._futures)]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._task.close()
+        self.writer.close()
+
+    def _finish_chunk(self, index: int) -> None:
+        chunk = _Chunk(index, self.offsets[index], self.chunks[index], self._answers[index])
+        self._futures[index] = self._pool.submit(
+            self.runner._row_stages,
+            self.context,
+            self.experiment,
+            chunk,
+            self.criteria,
+            self.stop,
+        )
+
+    def _raise_row_stage_failure(self) -> None:
+        """Stop asking the model once a row stage failed: the run fails anyway."""
+        for future in list(self._futures.values()):
+            if future.done():
+                error = future.exception()
+                if error is not None:
+                    raise error
 
 
 @dataclass(frozen=True)
