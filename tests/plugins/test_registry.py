@@ -29,7 +29,9 @@ def test_builtins_and_plugin_directories_are_found_by_name() -> None:
 
 def test_unknown_plugin_lists_the_known_ones() -> None:
     with pytest.raises(
-        UnknownPluginError, match="unknown plugin 'nope'; known plugins: score_extractor"
+        UnknownPluginError,
+        match=r"unknown plugin 'nope'; known plugins: json_schema_validator, regex_validator, "
+        r"score_delta, score_extractor, score_statistics, threshold_early_stop$",
     ):
         PluginRegistry().get("nope")
 

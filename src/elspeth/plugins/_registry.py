@@ -25,7 +25,14 @@ ENTRY_POINT_GROUP: Final = "elspeth.plugins"
 
 BUILTIN_PLUGINS: Final[Mapping[str, str]] = MappingProxyType(
     {
+        "json_schema_validator": "elspeth.plugins.builtin._validators:JsonSchemaValidator",
+        "regex_validator": "elspeth.plugins.builtin._validators:RegexValidator",
+        "score_delta": "elspeth.plugins.builtin._score_delta:ScoreDelta",
         "score_extractor": "elspeth.plugins.builtin._score_extractor:ScoreExtractor",
+        "score_statistics": "elspeth.plugins.builtin._score_statistics:ScoreStatistics",
+        "threshold_early_stop": (
+            "elspeth.plugins.builtin._threshold_early_stop:ThresholdEarlyStop"
+        ),
     }
 )
 """Built-in plugin name -> ``module:class``, imported only when asked for."""

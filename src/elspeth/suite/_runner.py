@@ -522,7 +522,7 @@ class SuiteRunner:
                 plan_level=plan.incoming_of(component),
             )
             if result.produced:
-                aggregate = result.produced[-1]
+                aggregate = result.produced[0]
                 self._expect_level(aggregate, plan.level_of(component))
                 outputs.append((plugin, [aggregate]))
         for sink_name in experiment.sinks:
@@ -566,7 +566,7 @@ class SuiteRunner:
                 )
                 if not result.produced:
                     continue
-                compared = result.produced[-1]
+                compared = result.produced[0]
                 self._expect_level(compared, plan.level_of(component))
                 for sink_name in self.suite.comparison_sinks:
                     sink = open_sink(settings.sinks[sink_name])
