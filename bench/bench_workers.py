@@ -4,11 +4,12 @@ Both paths run the same plugin class over the same sealed frame, and both go thr
 proxy policy (``ProxyService``): the view is released only after its seal is checked (digest +
 daemon round trip), and the result is digested and derived by the real standalone daemon. The
 isolated path adds the Arrow IPC encode/decode, the socket transfer both ways and the worker's
-process boundary. Worker spawn is excluded (pools are pre-spawned) and each path has one
-untimed warm-up run (first-use imports and regex compilation on either side). The
-pipe-transfer cost is
-also measured on its own: the view's IPC bytes sent through the same kind of socket pair to a
-process that discards them.
+process boundary (the view goes out whole; only the column the plugin adds comes back, as a
+column update). Worker spawn is excluded (pools are pre-spawned); each path has one untimed
+warm-up run (first-use imports, regex compilation, memory pools on either side), and the two
+paths alternate run by run so that load from elsewhere on the machine hits both alike. The
+pipe-transfer cost is also measured on its own: the view's IPC bytes sent through the same kind
+of socket pair to a process that discards them.
 
 Usage: python bench/bench_workers.py [--rows N] [--repeats K]
 """
@@ -50,7 +51,7 @@ class _InProcessProxy:
         return View(reply.data, reply.value["version"])
 
     def replace_data(self, data: pd.DataFrame, based_on_version: int) -> int:
-        args = {"based_on_version": based_on_version}
+        args = {"based_on_version": based_on_version, "update": False}
         reply = self._service.call(self._worker_id, "replace_data", self._handle, args, data)
         return int(reply.value["version"])
 
@@ -68,7 +69,7 @@ def run_in_process(frame: SecureDataFrame) -> SecureDataFrame:
         output_level=LEVEL,
     )
     proxies: Sequence[FrameProxy] = [
-        _InProcessProxy(service, "in-process", h)  # type: ignore[list-item]
+        _InProcessProxy(service, "in-process", h)  # type: ignore[misc]
         for h in step.handles
     ]
     plugin.run(proxies, PluginContext(plugin.name, "bench"))
@@ -76,7 +77,7 @@ def run_in_process(frame: SecureDataFrame) -> SecureDataFrame:
     return step.frames[0]
 
 
-def socket_transfer_seconds(payload: bytes) -> float:
+def socket_transfer_seconds(payload: memoryview) -> float:
     """Send ``payload`` through a socket pair to a process that reads and discards it."""
     ours, theirs = socket.socketpair()
     for end in (ours, theirs):
@@ -95,12 +96,23 @@ def socket_transfer_seconds(payload: bytes) -> float:
 
 def timed(function: Callable[[], object], repeats: int) -> tuple[float, object]:
     """Median wall time over ``repeats`` runs after one untimed warm-up run."""
-    times, result = [], function()
+    (median,), (result,) = alternating([function], repeats)
+    return median, result
+
+
+def alternating(
+    functions: Sequence[Callable[[], object]], repeats: int
+) -> tuple[list[float], list[object]]:
+    """Median wall time of each function over ``repeats`` rounds, one run of each per round, after
+    one untimed warm-up round: on a shared machine, load changes hit every path alike."""
+    times: list[list[float]] = [[] for _ in functions]
+    results = [function() for function in functions]
     for _ in range(repeats):
-        started = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+        for position, function in enumerate(functions):
+            started = time.perf_counter()
+            results[position] = function()
+            times[position].append(time.perf_counter() - started)
+    return [statistics.median(t) for t in times], results
 
 
 def main() -> None:
@@ -113,6 +125,7 @@ def main() -> None:
         for i in range(options.rows)
     ]
     data = pd.DataFrame({"id": range(options.rows), "answer": texts})
+    del texts
     base = Path(tempfile.mkdtemp(prefix="elspeth-bench-"))
     with start_standalone_daemon(state_dir=base / "state") as daemon, daemon.connect() as client:
         frame = SecureDataFrame.create_from_datasource(data, LEVEL, client)
@@ -120,13 +133,15 @@ def main() -> None:
         with PluginRuntime(client, config) as runtime:
             runtime.prepare([LEVEL])
             runtime.describe("score_extractor", PARAMETERS)
-            isolated, result = timed(
-                lambda: runtime.run(
-                    "score_extractor", PARAMETERS, [frame], chunk_id="bench", plan_level=LEVEL
-                ).produced[0],
+            (isolated, in_process), (result, local) = alternating(
+                [
+                    lambda: runtime.run(
+                        "score_extractor", PARAMETERS, [frame], chunk_id="bench", plan_level=LEVEL
+                    ).produced[0],
+                    lambda: run_in_process(frame),
+                ],
                 options.repeats,
             )
-        in_process, local = timed(lambda: run_in_process(frame), options.repeats)
         assert isinstance(result, SecureDataFrame)
         assert isinstance(local, SecureDataFrame)
         assert result.digest == local.digest, "both paths must produce the same content"
@@ -147,7 +162,7 @@ def main() -> None:
     print("|---|---:|---:|")
     rows = [
         ("in-process (view seal check + plugin + digest + derive)", in_process),
-        ("isolated worker (same, + IPC both ways + socket + process boundary)", isolated),
+        ("isolated worker (same, + IPC out and back + socket + process boundary)", isolated),
         ("  of which: seal check of the view (digest + daemon)", verify),
         ("  view IPC encode (orchestrator)", encode),
         ("  view IPC decode (worker)", decode),

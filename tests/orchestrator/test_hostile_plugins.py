@@ -69,6 +69,7 @@ def assert_replaced_and_usable(
         ("replay_version", "based on version 1, but the frame is at version 2"),
         ("lower_level", r"with_uplifted_security_level\(UNOFFICIAL\) would lower a OFFICIAL frame"),
         ("uplift_past_plan", "past the plan's output level OFFICIAL"),
+        ("misaligned_update", "the update's rows do not match the frame's index"),
     ],
 )
 def test_proxy_abuse_is_refused_naming_the_plugin_and_the_worker_is_replaced(
@@ -114,7 +115,11 @@ def test_another_workers_handle_is_refused(make_frame: MakeFrame) -> None:
 
 @pytest.mark.parametrize(
     ("plugin", "reason"),
-    [("garbage_on_channel", "not valid msgpack"), ("huge_message", "4294967295 bytes announced")],
+    [
+        ("garbage_on_channel", "not valid msgpack"),
+        ("huge_message", "4294967295 bytes announced"),
+        ("huge_payload", f"payload of {2**40} bytes announced"),
+    ],
 )
 def test_malformed_and_huge_messages_kill_the_worker_not_the_orchestrator(
     runtime: PluginRuntime, make_frame: MakeFrame, plugin: str, reason: str

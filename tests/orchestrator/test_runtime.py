@@ -47,7 +47,7 @@ def test_happy_path_runs_the_builtin_score_extractor_and_seals_the_result(
     assert list(frame.data.columns) == ["value", "text"]
 
 
-def test_a_view_larger_than_one_message_moves_in_parts(
+def test_a_view_larger_than_the_message_limit_moves_as_a_raw_payload(
     make_runtime: MakeRuntime, make_frame: MakeFrame
 ) -> None:
     runtime = make_runtime(max_message_bytes=64 * 1024)
@@ -252,7 +252,12 @@ def test_the_worker_never_sees_sidecar_code_or_secrets(
         kind: set(report.loc[report["kind"] == kind, "value"]) for kind in report["kind"].unique()
     }
     assert not {m for m in seen["module"] if "sidecar" in m}
-    for names in (seen["env"], seen["original_env"]):
+    original = seen["original_env"]
+    if original == {"UNREADABLE"}:
+        # Only a non-root worker that is no longer dumpable may be refused its own block.
+        assert os.geteuid() != 0
+        original = seen["env"]
+    for names in (seen["env"], original):
         assert not {n for n in names if "SESSION" in n or "KEY" in n or "SIDECAR" in n}
         assert "PATH" in names
     assert seen["fd"] <= {"0", "1", "2", "3"}  # 3 is listdir's own descriptor

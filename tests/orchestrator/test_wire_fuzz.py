@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 
@@ -80,34 +81,98 @@ def test_announced_lengths_above_the_limit_are_refused(length: int, limit: int) 
         assert _wire.body_length(header, limit) == length
 
 
-@given(payload=st.binary(max_size=5000), limit=st.integers(1100, 3000))
-def test_payloads_round_trip_through_parts(payload: bytes, limit: int) -> None:
-    frames = list(
-        _wire.encode_with_payload(
-            "proxy_reply", payload, limit, seq=1, ok=True, value=None, error=None
-        )
-    )
-    assert all(len(frame) - 4 <= limit for frame in frames)
-    messages = iter(_wire.decode(frame[4:], _wire.WORKER_BOUND) for frame in frames)
-    header = next(messages)
-    assert _wire.collect_payload(header, lambda: next(messages), len(payload)) == payload
+class _StreamReader:
+    """Reads a byte string the way a channel reads its socket: exactly, or ChannelClosedError."""
+
+    def __init__(self, stream: bytes) -> None:
+        self.stream = memoryview(stream)
+
+    def __call__(self, view: memoryview) -> None:
+        if view.nbytes > len(self.stream):
+            raise _wire.ChannelClosedError("end of stream")
+        view[:] = self.stream[: view.nbytes]
+        self.stream = self.stream[view.nbytes :]
 
 
-def test_a_payload_larger_than_announced_or_allowed_is_refused() -> None:
-    frames = list(
-        _wire.encode_with_payload(
-            "proxy_reply", b"x" * 100, 2000, seq=1, ok=True, value=None, error=None
+class _RecordingAllocator:
+    """Test double for the allocator: records every size it was asked for."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def __call__(self, size: int) -> memoryview:
+        self.sizes.append(size)
+        return memoryview(bytearray(size))
+
+
+def read_stream(stream: bytes, max_payload: int, allocate: _wire.Allocate) -> list[_wire.Message]:
+    reader, messages = _StreamReader(stream), []
+    while reader.stream:
+        messages.append(
+            _wire.read_message(
+                reader,
+                _wire.ORCHESTRATOR_BOUND,
+                max_message=_wire.MIN_MAX_MESSAGE_BYTES,
+                max_payload=max_payload,
+                allocate=allocate,
+            )
         )
+    return messages
+
+
+def proxy_frames(payload: bytes) -> bytes:
+    header, raw = _wire.frames_with_payload(
+        "proxy", payload, seq=1, method="get_view", handle="h", args={}
     )
-    header = _wire.decode(frames[0][4:], _wire.WORKER_BOUND)
-    with pytest.raises(_wire.OversizedMessageError):
-        _wire.collect_payload(header, lambda: _wire.decode(frames[1][4:], _wire.WORKER_BOUND), 99)
-    lying = _wire.decode(
-        _wire.encode("proxy_reply", seq=1, ok=True, value=None, error=None, parts=1, size=10)[4:],
-        _wire.WORKER_BOUND,
+    return header + bytes(raw)
+
+
+@given(payloads=st.lists(st.binary(max_size=3000), min_size=1, max_size=4))
+def test_payloads_follow_their_message_raw_and_round_trip(payloads: list[bytes]) -> None:
+    stream = b"".join(proxy_frames(p) for p in payloads) + _wire.encode(
+        "error", kind="k", message="m"
     )
-    with pytest.raises(_wire.ProtocolError, match=r"100 bytes, 10 announced|exceed"):
-        _wire.collect_payload(lying, lambda: _wire.decode(frames[1][4:], _wire.WORKER_BOUND), 1000)
+    allocate = _RecordingAllocator()
+    *carriers, last = read_stream(stream, 3000, allocate)
+    assert [bytes(m.payload) for m in carriers] == payloads
+    assert [m["size"] for m in carriers] == allocate.sizes == [len(p) for p in payloads]
+    assert last.op == "error"
+    assert not last.payload
+
+
+@settings(max_examples=300)
+@given(
+    stream=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda p, cut: proxy_frames(p)[:cut], st.binary(max_size=200), st.integers(0, 300)
+        ),
+        st.builds(
+            lambda size, tail: (
+                _wire.encode("proxy", seq=1, method="m", handle="h", args={}, size=size) + tail
+            ),
+            st.integers(0, 2**63 - 1),
+            st.binary(max_size=100),
+        ),
+    ),
+    max_payload=st.integers(0, 150),
+)
+def test_no_stream_makes_the_reader_allocate_beyond_the_payload_cap(
+    stream: bytes, max_payload: int
+) -> None:
+    allocate = _RecordingAllocator()
+    with contextlib.suppress(_wire.ProtocolError):
+        read_stream(stream, max_payload, allocate)
+    assert all(size <= max_payload for size in allocate.sizes)
+
+
+def test_a_payload_above_the_cap_or_cut_short_is_refused() -> None:
+    allocate = _RecordingAllocator()
+    with pytest.raises(_wire.OversizedMessageError, match="payload of 100 bytes announced"):
+        read_stream(proxy_frames(b"x" * 100), 99, allocate)
+    assert allocate.sizes == []
+    with pytest.raises(_wire.ChannelClosedError):
+        read_stream(proxy_frames(b"x" * 100)[:-1], 100, allocate)
 
 
 def drain(channel: WorkerChannel) -> None:

@@ -112,6 +112,11 @@ def _signal_group(pgid: int, signum: signal.Signals) -> bool:
         os.killpg(pgid, signum)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        # No member may be signalled by this user: in sudo mode what is left is the root-owned
+        # sudo leader (usually a zombie its orchestrator has not reaped yet), which ends on its
+        # own once its command is gone. live_members() decides whether the group is empty.
+        pass
     return True
 
 

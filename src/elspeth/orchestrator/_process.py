@@ -17,10 +17,12 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
 from elspeth.orchestrator import _sandbox, _wire
+from elspeth.orchestrator._arrow import allocate
 from elspeth.orchestrator._config import RuntimeConfig, SpawnMode
 from elspeth.orchestrator._errors import WorkerStartError
 from elspeth.orchestrator._groups import GroupKillError, remove_scratch_dir, terminate_group
@@ -131,36 +133,34 @@ class WorkerProcess:
     def send(self, deadline: float, op: str, **fields: Any) -> None:
         self._send_all((_wire.encode(op, **fields),), deadline)
 
-    def send_with_payload(self, deadline: float, op: str, payload: bytes, **fields: Any) -> None:
-        frames = _wire.encode_with_payload(op, payload, self.config.max_message_bytes, **fields)
-        self._send_all(frames, deadline)
+    def send_with_payload(
+        self, deadline: float, op: str, payload: _wire.Buffer, **fields: Any
+    ) -> None:
+        self._send_all(_wire.frames_with_payload(op, payload, **fields), deadline)
 
     def receive(self, deadline: float) -> _wire.Message:
-        header = self._read_exact(_wire.HEADER.size, deadline)
-        length = _wire.body_length(header, self.config.max_message_bytes)
-        return _wire.decode(self._read_exact(length, deadline), _wire.ORCHESTRATOR_BOUND)
-
-    def receive_payload(self, header: _wire.Message, deadline: float) -> bytes:
-        return _wire.collect_payload(
-            header, lambda: self.receive(deadline), self.config.max_payload_bytes
+        """The worker's next message, with its payload when its op carries one."""
+        return _wire.read_message(
+            lambda view: self._read_into(view, deadline),
+            _wire.ORCHESTRATOR_BOUND,
+            max_message=self.config.max_message_bytes,
+            max_payload=self.config.max_payload_bytes,
+            allocate=allocate,
         )
 
-    def _send_all(self, frames: Any, deadline: float) -> None:
+    def _send_all(self, frames: Iterable[_wire.Buffer], deadline: float) -> None:
         for frame in frames:
             self._sock.settimeout(_remaining(deadline))
             self._sock.sendall(frame)
 
-    def _read_exact(self, size: int, deadline: float) -> bytearray:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        filled = 0
+    def _read_into(self, view: memoryview, deadline: float) -> None:
+        filled, size = 0, view.nbytes
         while filled < size:
             self._sock.settimeout(_remaining(deadline))
             count = self._sock.recv_into(view[filled:])
             if count == 0:
                 raise _wire.ChannelClosedError("the worker closed its channel")
             filled += count
-        return buffer
 
     # --- ending ----------------------------------------------------------------------------
 

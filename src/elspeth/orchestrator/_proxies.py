@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from elspeth.orchestrator._column_update import MisalignedUpdateError, with_columns
 from elspeth.orchestrator._errors import ProxyRefusedError, RuntimeLevelMismatchError
 from elspeth.security import (
     LevelParseError,
@@ -90,6 +91,10 @@ class MethodRule:
 
 def _is_version(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)
 
 
 def _is_level_name(value: object) -> bool:
@@ -183,6 +188,11 @@ class ProxyService:
                 f"replace_data based on version {args['based_on_version']}, but the frame is at "
                 f"version {proxy.version}: fetch a new view first"
             )
+        if args["update"]:
+            try:
+                data = with_columns(proxy.frame.data, data)
+            except MisalignedUpdateError as error:
+                raise step.refuse(f"replace_data: {error}") from None
         parents = list(dict.fromkeys((*step.inputs, proxy.frame), None))
         floor = join(step.floor, proxy.frame.security_level)
         new = SecureDataFrame.derive_from(parents, data, floor=floor)
@@ -249,7 +259,9 @@ PROXY_METHODS: Final[Mapping[str, MethodRule]] = MappingProxyType(
     {
         "get_view": MethodRule({}, False, ProxyService._get_view),
         "replace_data": MethodRule(
-            {"based_on_version": _is_version}, True, ProxyService._replace_data
+            {"based_on_version": _is_version, "update": _is_bool},
+            True,
+            ProxyService._replace_data,
         ),
         "with_uplifted_security_level": MethodRule(
             {"level": _is_level_name}, False, ProxyService._uplift

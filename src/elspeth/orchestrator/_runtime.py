@@ -382,10 +382,9 @@ class PluginRuntime:
     def _answer(
         self, worker: WorkerProcess, step: Step, message: _wire.Message, deadline: float
     ) -> None:
-        payload = worker.receive_payload(message, deadline)
         seq = message["seq"]
         try:
-            data = _decode_data(step, payload)
+            data = _decode_data(step, message.payload)
             reply = self._proxies.call(
                 worker.worker_id, message["method"], message["handle"], message["args"], data
             )
@@ -401,7 +400,7 @@ class PluginRuntime:
         )
 
 
-def _decode_data(step: Step, payload: bytes) -> pd.DataFrame | None:
+def _decode_data(step: Step, payload: memoryview) -> pd.DataFrame | None:
     if not payload:
         return None
     try:

@@ -4,33 +4,39 @@ Both ends use this module: the worker before it loads any plugin (so it imports 
 and ``msgpack``, which start no threads), the orchestrator for every worker it serves. Every
 message is a msgpack map with an ``op`` key; :data:`WORKER_BOUND` and :data:`ORCHESTRATOR_BOUND`
 say, per direction, which ops exist and which fields each carries with which types. Anything else
-is a :class:`ProtocolError`. ``docs/worker-rpc.md`` documents the same tables for readers.
+is a :class:`ProtocolError`. The ops with a ``size`` field (:data:`PAYLOAD_FIELD`) are followed
+by that many raw bytes (an Arrow IPC stream), read straight into memory allocated for them once
+the size has passed its cap. ``docs/worker-rpc.md`` documents the same tables for readers.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import msgpack
 
 from elspeth.errors import ElspethError
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 HEADER: Final = struct.Struct(">I")
 """Every message is a 4-byte big-endian body length, then that many bytes of msgpack."""
 
-DEFAULT_MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
-"""Largest single message either side accepts: sized so a view part plus its envelope fits."""
+DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
+"""Largest message body either side accepts. Messages carry only control data (requests,
+parameters, metadata); data travels as payloads, which have their own cap."""
 
 MIN_MAX_MESSAGE_BYTES: Final = 64 * 1024
 """Below this not even a request for a small plugin with parameters would fit."""
 
-_ENVELOPE_BYTES: Final = 1024
-"""Room left in a message for the map around a payload part."""
+Buffer: TypeAlias = bytes | bytearray | memoryview
+ReadInto: TypeAlias = Callable[[memoryview], None]
+"""Fills the whole view from the channel, or raises :class:`ChannelClosedError`."""
+Allocate: TypeAlias = Callable[[int], memoryview]
+"""Writable memory of exactly the size asked for, to read a payload into."""
 
 
 class ProtocolError(ElspethError):
@@ -62,10 +68,6 @@ def _is_bool(value: object) -> bool:
     return isinstance(value, bool)
 
 
-def _is_bytes(value: object) -> bool:
-    return isinstance(value, bytes)
-
-
 def _is_str_list(value: object) -> bool:
     return isinstance(value, list) and len(value) <= 4096 and all(_is_str(v) for v in value)
 
@@ -86,8 +88,10 @@ def _is_any(value: object) -> bool:
     return True
 
 
-_PAYLOAD: Final = {"parts": _is_int, "size": _is_int}
-"""Fields of a message followed by ``parts`` messages of op ``part`` holding ``size`` bytes."""
+PAYLOAD_FIELD: Final = "size"
+"""A message whose op has this field is followed on the stream by exactly that many raw bytes."""
+
+_PAYLOAD: Final = {PAYLOAD_FIELD: _is_int}
 
 WORKER_BOUND: Final[Mapping[str, Mapping[str, _Check]]] = MappingProxyType(
     {
@@ -107,7 +111,6 @@ WORKER_BOUND: Final[Mapping[str, Mapping[str, _Check]]] = MappingProxyType(
             "error": _is_optional_str,
             **_PAYLOAD,
         },
-        "part": {"data": _is_bytes},
         "shutdown": {},
     }
 )
@@ -130,19 +133,23 @@ ORCHESTRATOR_BOUND: Final[Mapping[str, Mapping[str, _Check]]] = MappingProxyType
             **_PAYLOAD,
         },
         "result": {"id": _is_int, "ok": _is_bool, "error": _is_optional_str},
-        "part": {"data": _is_bytes},
         "error": {"kind": _is_str, "message": _is_str},
     }
 )
 """Messages a worker sends to the orchestrator."""
 
 
+NO_PAYLOAD: Final = memoryview(b"")
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One decoded, checked message: its op and its fields (``op`` removed)."""
+    """One decoded, checked message: its op, its fields (``op`` removed) and, for the ops that
+    carry one, the payload that followed it (empty for the others)."""
 
     op: str
     fields: Mapping[str, Any]
+    payload: memoryview = NO_PAYLOAD
 
     def __getitem__(self, name: str) -> Any:
         return self.fields[name]
@@ -191,43 +198,46 @@ def decode(body: bytes | bytearray, table: Mapping[str, Mapping[str, _Check]]) -
     return Message(op, raw)
 
 
-# --- payloads: large bytes sent as a header message plus parts ----------------------------------
+# --- payloads: raw bytes straight after the message that announces them ---------------------
 
 
-def part_size(max_message: int) -> int:
-    """Bytes of payload per ``part`` message under a given maximum message size."""
-    return max_message - _ENVELOPE_BYTES
-
-
-def encode_with_payload(
-    op: str, payload: bytes, max_message: int, **fields: Any
-) -> Iterator[bytes]:
-    """A header message announcing ``payload``, then the parts that carry it."""
-    step = part_size(max_message)
-    count = -(-len(payload) // step)
-    yield encode(op, parts=count, size=len(payload), **fields)
-    view = memoryview(payload)
-    for start in range(0, len(payload), step):
-        yield encode("part", data=view[start : start + step])
-
-
-def collect_payload(
-    header: Message, next_message: Callable[[], Message], max_payload: int
-) -> bytes:
-    """Read the parts announced by ``header``; their total must equal its ``size``."""
-    size, parts = header["size"], header["parts"]
-    if size > max_payload:
+def payload_size(announced: int, max_payload: int) -> int:
+    """The payload size a message announces, refused when above ``max_payload``."""
+    if announced > max_payload:
         raise OversizedMessageError(
-            f"payload of {size} bytes announced; the maximum payload is {max_payload} bytes"
+            f"payload of {announced} bytes announced; the maximum payload is {max_payload} bytes"
         )
-    buffer = bytearray()
-    for _ in range(parts):
-        part = next_message()
-        if part.op != "part":
-            raise ProtocolError(f"expected a payload part, got {part.op!r}")
-        buffer += part["data"]
-        if len(buffer) > size:
-            raise ProtocolError(f"payload parts exceed the announced {size} bytes")
-    if len(buffer) != size:
-        raise ProtocolError(f"payload parts hold {len(buffer)} bytes, {size} announced")
-    return bytes(buffer)
+    return announced
+
+
+def frames_with_payload(op: str, payload: Buffer, **fields: Any) -> tuple[bytes, memoryview]:
+    """The message announcing ``payload`` (its ``size`` field), then the payload, uncopied."""
+    raw = memoryview(payload).cast("B")
+    return encode(op, **{PAYLOAD_FIELD: raw.nbytes}, **fields), raw
+
+
+def read_message(
+    read_into: ReadInto,
+    table: Mapping[str, Mapping[str, _Check]],
+    *,
+    max_message: int,
+    max_payload: int,
+    allocate: Allocate,
+) -> Message:
+    """Read one message and, when its op carries one, its payload; every size is checked before
+    anything of that size is allocated."""
+    header = bytearray(HEADER.size)
+    read_into(memoryview(header))
+    body = bytearray(body_length(header, max_message))
+    read_into(memoryview(body))
+    message = decode(body, table)
+    if PAYLOAD_FIELD not in table[message.op]:
+        return message
+    payload = allocate(payload_size(message[PAYLOAD_FIELD], max_payload))
+    read_into(payload)
+    return Message(message.op, message.fields, payload)
+
+
+def allocate_bytearray(size: int) -> memoryview:
+    """The allocator that needs no data library: zero-filled memory from the Python heap."""
+    return memoryview(bytearray(size))

@@ -1,16 +1,19 @@
 """The worker's end of the channel: blocking reads and writes on raw descriptors.
 
 Import-light (``os`` and :mod:`._wire` only): the worker reads its ``hello`` through this before
-it hardens itself.
+it hardens itself. Once the data libraries are loaded, the worker swaps in an allocator that
+reads payloads into Arrow memory (``allocate``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from elspeth.orchestrator import _wire
+
+MAX_PAYLOAD_BYTES: Final = 4 * 1024**3
+"""The worker trusts its orchestrator's payload sizes up to this bound."""
 
 
 class WorkerChannel:
@@ -20,35 +23,35 @@ class WorkerChannel:
         self.in_fd = in_fd
         self.out_fd = out_fd
         self.max_message = max_message
+        self.allocate: _wire.Allocate = _wire.allocate_bytearray
 
     def receive(self) -> _wire.Message:
-        """The next message from the orchestrator; :class:`ChannelClosedError` at end of input."""
-        header = self._read_exact(_wire.HEADER.size)
-        body = self._read_exact(_wire.body_length(header, self.max_message))
-        return _wire.decode(body, _wire.WORKER_BOUND)
-
-    def receive_payload(self, header: _wire.Message, max_payload: int) -> bytes:
-        return _wire.collect_payload(header, self.receive, max_payload)
+        """The next message (and its payload) from the orchestrator; :class:`ChannelClosedError`
+        at end of input."""
+        return _wire.read_message(
+            self._read_into,
+            _wire.WORKER_BOUND,
+            max_message=self.max_message,
+            max_payload=MAX_PAYLOAD_BYTES,
+            allocate=self.allocate,
+        )
 
     def send(self, op: str, **fields: Any) -> None:
-        self._write_all((_wire.encode(op, **fields),))
+        self._write_all(_wire.encode(op, **fields))
 
-    def send_with_payload(self, op: str, payload: bytes, **fields: Any) -> None:
-        self._write_all(_wire.encode_with_payload(op, payload, self.max_message, **fields))
+    def send_with_payload(self, op: str, payload: _wire.Buffer, **fields: Any) -> None:
+        for frame in _wire.frames_with_payload(op, payload, **fields):
+            self._write_all(frame)
 
-    def _read_exact(self, size: int) -> bytearray:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        filled = 0
+    def _read_into(self, view: memoryview) -> None:
+        filled, size = 0, view.nbytes
         while filled < size:
             count = os.readv(self.in_fd, [view[filled:]])
             if count == 0:
                 raise _wire.ChannelClosedError("the orchestrator closed the channel")
             filled += count
-        return buffer
 
-    def _write_all(self, messages: Iterable[bytes]) -> None:
-        for message in messages:
-            view = memoryview(message)
-            while view:
-                view = view[os.write(self.out_fd, view) :]
+    def _write_all(self, data: _wire.Buffer) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.out_fd, view) :]

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import _wire
-from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_frame
+from elspeth.orchestrator._arrow import allocate, frame_to_ipc, ipc_to_table
+from elspeth.orchestrator._column_update import ViewBase, columns_to_send
 from elspeth.orchestrator._errors import ProxyRefusedError
 from elspeth.orchestrator._worker_channel import WorkerChannel
 from elspeth.plugins import (
@@ -28,9 +29,6 @@ from elspeth.security import ClearanceError, SecurityLevel
 
 if TYPE_CHECKING:
     import pandas as pd
-
-MAX_PAYLOAD_BYTES: Final = 4 * 1024**3
-"""The worker trusts its orchestrator's payload sizes up to this bound."""
 
 RESULT_ERRORS: Final = frozenset(
     {"plugin_error", "bad_parameters", "unknown_plugin", "wrong_proxy_count"}
@@ -50,15 +48,29 @@ class RemoteProxy:
     def __init__(self, channel: WorkerChannel, handle: str) -> None:
         self._channel = channel
         self._handle = handle
+        self._base: ViewBase | None = None
 
     def get_view(self) -> View:
         value, payload = self._call("get_view", {}, expect_payload=True)
-        return View(ipc_to_frame(payload), _int(value, "version"))
+        version = _int(value, "version")
+        try:
+            table = ipc_to_table(payload)
+        except ValueError as error:
+            raise _ChannelBroken(f"get_view: {error}") from None
+        frame: pd.DataFrame = table.to_pandas()
+        self._base = ViewBase.of(version, table, frame)
+        return View(frame, version)
 
     def replace_data(self, data: pd.DataFrame, based_on_version: int) -> int:
-        value, _ = self._call(
-            "replace_data", {"based_on_version": based_on_version}, payload=frame_to_ipc(data)
+        base = self._base
+        send = (
+            columns_to_send(base, data)
+            if base is not None and base.version == based_on_version
+            else None
         )
+        args = {"based_on_version": based_on_version, "update": send is not None}
+        payload = frame_to_ipc(data if send is None else data[send])
+        value, _ = self._call("replace_data", args, payload=payload)
         return _int(value, "version")
 
     def with_uplifted_security_level(self, level: SecurityLevel | str) -> int:
@@ -89,26 +101,25 @@ class RemoteProxy:
         method: str,
         args: Mapping[str, Any],
         *,
-        payload: bytes | None = None,
+        payload: _wire.Buffer = b"",
         expect_payload: bool = False,
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[dict[str, Any], memoryview]:
         seq = next(self._sequence)
         channel = self._channel
         fields = {"seq": seq, "method": method, "handle": self._handle, "args": dict(args)}
         try:
-            channel.send_with_payload("proxy", payload or b"", **fields)
+            channel.send_with_payload("proxy", payload, **fields)
             reply = channel.receive()
             if reply.op != "proxy_reply" or reply["seq"] != seq:
                 raise _wire.ProtocolError(f"expected proxy_reply {seq}, got {reply.op!r}")
-            data = channel.receive_payload(reply, MAX_PAYLOAD_BYTES)
         except (_wire.ProtocolError, OSError) as error:
             raise _ChannelBroken(str(error)) from None
         if not reply["ok"]:
             raise ProxyRefusedError(reply["error"] or f"{method} refused")
         value = reply["value"]
-        if not isinstance(value, dict) or (expect_payload and not data):
+        if not isinstance(value, dict) or (expect_payload and not reply.payload):
             raise _ChannelBroken(f"malformed {method} reply")
-        return value, data
+        return value, reply.payload
 
 
 def _int(value: Mapping[str, Any], key: str) -> int:
@@ -175,6 +186,7 @@ class _Worker:
 
 def serve(channel: WorkerChannel, *, plugin_dirs: tuple[str, ...]) -> int:
     """Answer requests until ``shutdown`` or end of input; a broken channel ends the worker."""
+    channel.allocate = allocate
     worker = _Worker(channel, plugin_dirs)
     handlers: dict[str, Callable[[_wire.Message], None]] = {
         "describe": worker.describe,

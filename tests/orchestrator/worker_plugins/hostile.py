@@ -101,6 +101,48 @@ class HugeMessage(_RowPlugin):
         time.sleep(3600)
 
 
+class HugePayload(_RowPlugin):
+    """Announces a 1 TiB payload after a well-formed proxy call."""
+
+    name = "huge_payload"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        import msgpack
+
+        body = msgpack.packb(
+            {
+                "op": "proxy",
+                "seq": 1,
+                "method": "replace_data",
+                "handle": "h",
+                "args": {},
+                "size": 2**40,
+            },
+            use_bin_type=True,
+        )
+        os.write(0, struct.pack(">I", len(body)) + body + b"\x00" * 64)
+        time.sleep(3600)
+
+
+class MisalignedUpdate(_RowPlugin):
+    """Sends a column update whose rows do not line up with the frame it updates."""
+
+    name = "misaligned_update"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        import pandas as pd
+
+        from elspeth.orchestrator._arrow import frame_to_ipc
+
+        view = proxies[0].get_view()
+        shifted = pd.DataFrame({"extra": range(len(view.data))}, index=view.data.index + 1)
+        proxies[0]._call(  # type: ignore[attr-defined]
+            "replace_data",
+            {"based_on_version": view.version, "update": True},
+            payload=frame_to_ipc(shifted),
+        )
+
+
 class InfiniteLoop(_RowPlugin):
     """Spins forever and ignores SIGTERM."""
 
