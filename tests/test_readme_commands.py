@@ -65,3 +65,12 @@ def test_examples_hold_the_bundled_sample() -> None:
     examples = ROOT / "examples"
     for name, copy in (("sample_suite.yaml", "suite.yaml"), ("service_requests.csv", None)):
         assert (bundled / name).read_bytes() == (examples / (copy or name)).read_bytes()
+
+
+def test_committed_settings_schema_is_current() -> None:
+    from elspeth.config import settings_json_schema
+
+    committed = json.loads((ROOT / "docs" / "settings.schema.json").read_text("utf-8"))
+    assert committed == settings_json_schema(), (
+        "regenerate with: python -m elspeth.cli --schema > docs/settings.schema.json"
+    )
