@@ -44,14 +44,16 @@ def run_command(settings: Path, arguments: argparse.Namespace) -> int:
         return _run(settings, arguments, console)
     except SecurityError as error:
         errors.print(
-            f"[bold red]elspeth: security refusal[/]: {error}", markup=True, highlight=False
+            f"[bold red]elspeth: security refusal[/]: {error}", highlight=False, soft_wrap=True
         )
         return EXIT_SECURITY
     except ConfigurationError as error:
-        errors.print(f"[bold red]elspeth: configuration error[/]: {error}", highlight=False)
+        errors.print(
+            f"[bold red]elspeth: configuration error[/]: {error}", highlight=False, soft_wrap=True
+        )
         return EXIT_CONFIGURATION
     except ElspethError as error:
-        errors.print(f"[bold red]elspeth: run failed[/]: {error}", highlight=False)
+        errors.print(f"[bold red]elspeth: run failed[/]: {error}", highlight=False, soft_wrap=True)
         return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         errors.print("elspeth: interrupted; resume with --resume", highlight=False)

@@ -1,9 +1,11 @@
 """Checkpoints: finished LLM answers, MAC'd by the daemon's persistent checkpoint key, so an
 interrupted run (even ``kill -9``) resumes without calling the model again for finished rows.
 
-A record holds row content (the answer text), so the file is private (0600) and lives in the
-run directory beside the outputs. On resume every record is verified by the (possibly
-restarted) daemon; one record that does not verify stops the run as a security refusal.
+Answers are written in batches: each line holds one record (the settings fingerprint and up to
+:data:`BATCH_ANSWERS` answers) and the daemon's MAC over it, so a burst of answers costs one daemon
+round trip and one flush. A record holds row content (answer text), so the file is private (0600)
+and lives in the run directory beside the outputs. On resume every record is verified by the
+(possibly restarted) daemon; one that does not verify stops the run as a security refusal.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +22,11 @@ from typing import Any, Final, Protocol
 
 from elspeth.errors import ConfigurationError
 from elspeth.security import SealError
+
+BATCH_ANSWERS: Final = 64
+"""Answers per record at most; sized so a record stays far below the daemon's record limit."""
+BATCH_BYTES: Final = 128 * 1024
+"""Bytes of answer text per record at most (the daemon's default record limit is 256 KiB)."""
 
 
 class CheckpointAuthority(Protocol):
@@ -44,28 +51,42 @@ class Answer:
     def key(self) -> tuple[int, str, int]:
         return (self.row, self.criterion, self.repeat)
 
+    def as_list(self) -> list[Any]:
+        return [
+            self.row,
+            self.criterion,
+            self.repeat,
+            self.text,
+            self.prompt_tokens,
+            self.completion_tokens,
+            str(self.cost),
+        ]
 
-def _encode(fingerprint: str, answer: Answer) -> bytes:
-    payload = {
-        "fingerprint": fingerprint,
-        "row": answer.row,
-        "criterion": answer.criterion,
-        "repeat": answer.repeat,
-        "text": answer.text,
-        "prompt_tokens": answer.prompt_tokens,
-        "completion_tokens": answer.completion_tokens,
-        "cost": str(answer.cost),
-    }
+    @classmethod
+    def from_list(cls, item: Sequence[Any]) -> Answer:
+        row, criterion, repeat, text, prompt_tokens, completion_tokens, cost = item
+        return cls(
+            int(row),
+            str(criterion),
+            int(repeat),
+            str(text),
+            int(prompt_tokens),
+            int(completion_tokens),
+            Decimal(cost),
+        )
+
+
+def _encode(fingerprint: str, answers: Sequence[Answer]) -> bytes:
+    payload = {"fingerprint": fingerprint, "answers": [a.as_list() for a in answers]}
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 class CheckpointWriter:
-    """Appends MAC'd answers for one experiment from a background thread.
+    """Appends MAC'd batches of answers for one experiment from a background thread.
 
-    The LLM stage hands answers over from its event loop; the daemon round trip for each MAC
-    happens here instead, so it never stalls the requests in flight. Each line is flushed as it
-    is written; a failure of the daemon is raised at the next :meth:`append` or at
-    :meth:`close` (fail closed).
+    The LLM stage hands answers over from its event loop; the daemon round trip for each MAC and
+    the flush happen here, once per batch of whatever has arrived meanwhile. A failure of the
+    daemon is raised at the next :meth:`append` or at :meth:`close` (fail closed).
     """
 
     _STOP: Final = object()
@@ -88,18 +109,36 @@ class CheckpointWriter:
         self._queue.put(answer)
 
     def _drain(self) -> None:
-        while (item := self._queue.get()) is not self._STOP:
-            if self._failure is not None:
-                continue
-            assert isinstance(item, Answer)
-            try:
-                record = _encode(self._fingerprint, item)
-                mac = self._authority.checkpoint_mac(record)
-                line = json.dumps({"record": record.decode("utf-8"), "mac": mac.hex()})
-                self._file.write(line + "\n")
-                self._file.flush()
-            except BaseException as error:  # noqa: BLE001 - handed to the run's thread
-                self._failure = error
+        stopping = False
+        while not stopping:
+            batch: list[Answer] = []
+            size = 0
+            item = self._queue.get()
+            while True:
+                if item is self._STOP:
+                    stopping = True
+                    break
+                assert isinstance(item, Answer)
+                batch.append(item)
+                size += len(item.text)
+                if len(batch) >= BATCH_ANSWERS or size >= BATCH_BYTES:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch and self._failure is None:
+                self._write(batch)
+
+    def _write(self, batch: Sequence[Answer]) -> None:
+        try:
+            record = _encode(self._fingerprint, batch)
+            mac = self._authority.checkpoint_mac(record)
+            line = json.dumps({"record": record.decode("utf-8"), "mac": mac.hex()})
+            self._file.write(line + "\n")
+            self._file.flush()
+        except BaseException as error:  # noqa: BLE001 - handed to the run's thread
+            self._failure = error
 
     def close(self) -> None:
         if self._thread.is_alive():
@@ -142,12 +181,4 @@ def read_checkpoint(
                     f"checkpoint {path} belongs to different settings or data; resume only "
                     "with the settings the run started with"
                 )
-            yield Answer(
-                row=int(payload["row"]),
-                criterion=str(payload["criterion"]),
-                repeat=int(payload["repeat"]),
-                text=str(payload["text"]),
-                prompt_tokens=int(payload["prompt_tokens"]),
-                completion_tokens=int(payload["completion_tokens"]),
-                cost=Decimal(payload["cost"]),
-            )
+            yield from (Answer.from_list(item) for item in payload["answers"])

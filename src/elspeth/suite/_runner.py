@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import tempfile
 import threading
@@ -72,6 +73,7 @@ from elspeth.suite._progress import Progress
 log = logging.getLogger("elspeth.suite")
 
 ROW_COLUMN = "_row"
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 
 
 class RunFailedError(ElspethError):
@@ -241,6 +243,12 @@ class SuiteRunner:
         self.options = options
         self.progress: Progress | None = None
         self.last_plan: SuitePlan | None = None
+        if options.resume is not None and not RUN_ID.fullmatch(options.resume):
+            from elspeth.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"--resume {options.resume!r} is not a run id (like 20261128T101500Z-3fa2c1)"
+            )
         self.run_id = options.resume or new_run_id()
         self.run_dir = options.output_dir / self.run_id
         if options.resume and not (self.run_dir / "manifest.json").exists():
@@ -794,6 +802,10 @@ def _concat(frames: Sequence[SecureDataFrame]) -> SecureDataFrame:
 
 
 def _reason(error: BaseException) -> str:
+    """For the manifest: our own messages name settings and levels, never row content; any
+    other exception is named by its type only."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
-    return f"{type(error).__name__}"
+    if isinstance(error, ElspethError):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__
