@@ -8,6 +8,9 @@ Run: ``.venv/bin/python bench/bench_sidecar.py [--quick]``. Prints a markdown ta
   no HMAC, no audit) as the transport floor, with the same message sizes;
 * batched seals/s (``derive_batch`` of ``max_batch`` items, then retire);
 * daemon RSS after warm-up and after 1,000,000 sealing operations (batched).
+
+The floor and the daemon are measured in alternating rounds within one run, so load from other
+processes on the machine falls on both alike; the load average is printed with the results.
 """
 
 from __future__ import annotations
@@ -99,6 +102,26 @@ def _timed(operation: Callable[[], object], count: int) -> list[float]:
     return latencies
 
 
+def _alternating(
+    operations: dict[str, Callable[[], tuple[list[float], float]]], rounds: int
+) -> dict[str, tuple[float, float, float]]:
+    """Run each measurement ``rounds`` times, interleaved; pool latencies and wall time."""
+    latencies: dict[str, list[float]] = {name: [] for name in operations}
+    walls = dict.fromkeys(operations, 0.0)
+    for _ in range(rounds):
+        for name, measure in operations.items():
+            round_latencies, wall = measure()
+            latencies[name] += round_latencies
+            walls[name] += wall
+    return {name: _summary(latencies[name], walls[name]) for name in operations}
+
+
+def _serial(operation: Callable[[], object], count: int) -> tuple[list[float], float]:
+    start = time.perf_counter()
+    latencies = _timed(operation, count)
+    return latencies, time.perf_counter() - start
+
+
 def _summary(latencies: list[float], wall: float) -> tuple[float, float, float]:
     ordered = sorted(latencies)
     p50 = ordered[len(ordered) // 2] * 1e6
@@ -108,7 +131,7 @@ def _summary(latencies: list[float], wall: float) -> tuple[float, float, float]:
 
 def _parallel(
     make_op: Callable[[], Callable[[], object]], threads: int, count: int
-) -> tuple[float, float, float]:
+) -> tuple[list[float], float]:
     ops = [make_op() for _ in range(threads)]
     results: list[list[float]] = [[] for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
@@ -125,7 +148,7 @@ def _parallel(
     for w in workers:
         w.join()
     wall = time.perf_counter() - start
-    return _summary([x for r in results for x in r], wall)
+    return [x for r in results for x in r], wall
 
 
 def _process_worker(
@@ -141,7 +164,7 @@ def _process_worker(
 
 def _processes(
     kind: str, path: str, key: str, processes: int, count: int
-) -> tuple[float, float, float]:
+) -> tuple[list[float], float]:
     queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     workers = [
         multiprocessing.Process(target=_process_worker, args=(kind, path, key, count, queue))
@@ -155,7 +178,7 @@ def _processes(
     done = [r[1] for r in results if r[0] == "done"]
     starts = min(d[1] for d in done)
     ends = max(d[2] for d in done)
-    return _summary([x for d in done for x in d[0]], ends - starts)
+    return [x for d in done for x in d[0]], ends - starts
 
 
 _ECHO_BODY_SIZE = 0
@@ -198,6 +221,8 @@ def main() -> int:
     round_trips = 2000 if options.quick else 20000
     per_connection = 500 if options.quick else 5000
     million = 50_000 if options.quick else 1_000_000
+    rounds = 10
+    load_before = os.getloadavg()
 
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -229,17 +254,35 @@ def main() -> int:
             seal_ops = _make_operation("seal", path, key)
             for warm in (echo_ops, seal_ops):
                 _timed(warm, 500)
-            start = time.perf_counter()
-            echo_one = _summary(_timed(echo_ops, round_trips), time.perf_counter() - start)
-            start = time.perf_counter()
-            seal_one = _summary(_timed(seal_ops, round_trips), time.perf_counter() - start)
-            echo_eight = _parallel(
-                lambda: _make_operation("echo", echo_path, key), 8, per_connection
+            single = _alternating(
+                {
+                    "echo": lambda: _serial(echo_ops, round_trips // rounds),
+                    "seal": lambda: _serial(seal_ops, round_trips // rounds),
+                },
+                rounds,
             )
-            seal_eight = _parallel(lambda: _make_operation("seal", path, key), 8, per_connection)
-            echo_procs = _processes("echo", echo_path, key, 8, per_connection)
-            seal_procs = _processes("seal", path, key, 8, per_connection)
+            threads = _alternating(
+                {
+                    "echo": lambda: _parallel(
+                        lambda: _make_operation("echo", echo_path, key), 8, per_connection // 2
+                    ),
+                    "seal": lambda: _parallel(
+                        lambda: _make_operation("seal", path, key), 8, per_connection // 2
+                    ),
+                },
+                2,
+            )
+            processes = _alternating(
+                {
+                    "echo": lambda: _processes("echo", echo_path, key, 8, per_connection // 2),
+                    "seal": lambda: _processes("seal", path, key, 8, per_connection // 2),
+                },
+                2,
+            )
             echo.terminate()
+            echo_one, seal_one = single["echo"], single["seal"]
+            echo_eight, seal_eight = threads["echo"], threads["seal"]
+            echo_procs, seal_procs = processes["echo"], processes["seal"]
 
             for name, seal, floor in (
                 ("1 connection", seal_one, echo_one),
@@ -280,7 +323,12 @@ def main() -> int:
                     )
                 )
 
-    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
+    load_after = os.getloadavg()
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{load_before[0]:.2f} at start, {load_after[0]:.2f} at end "
+        f"(1-minute; {rounds} alternating rounds for 1 connection)\n"
+    )
     print("| measurement | sidecar | echo floor | ratio / aim |")
     print("|---|---|---|---|")
     for row in rows:

@@ -194,14 +194,14 @@ def test_session_checks_mac_before_sequence_and_dispatch() -> None:
     nonce = session.nonce
     bad = session.handle(encode_request(MacKey(bytes(32)), nonce, 1, "health", {}))
     assert bad.close
-    assert bad.audit["code"] == "bad_mac"
+    assert bad.audit.fields["code"] == "bad_mac"
     assert engine.counters.bad_macs == 1
     ok = session.handle(encode_request(key, nonce, 1, "health", {}))
     assert not ok.close
-    assert ok.audit["status"] == "ok"
+    assert ok.audit.status == "ok"
     replay = session.handle(encode_request(key, nonce, 1, "health", {}))
     assert replay.close
-    assert replay.audit["code"] == "replay"
+    assert replay.audit.fields["code"] == "replay"
 
 
 # --- config --------------------------------------------------------------------------------
@@ -342,5 +342,5 @@ def test_undecodable_arguments_refuse_the_request_but_keep_the_connection() -> N
     envelope["args"] = args
     envelope["mac"] = key.mac(request_mac_input(session.nonce, 1, "health", args))
     outcome = session.handle(cbor.dumps(envelope))
-    assert outcome.audit["code"] == "bad_request"
+    assert outcome.audit.fields["code"] == "bad_request"
     assert not outcome.close

@@ -8,12 +8,54 @@ keys, MACs, seals or record content.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+_encode_fields: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+@functools.lru_cache(maxsize=64)
+def _json_text(value: str | None) -> str:
+    """JSON of an op name or status: a small fixed set, so each is encoded once."""
+    return json.dumps(value)
+
+
+def connection_json(connection_id: int, uid: int, pid: int) -> str:
+    """The fields every record of one connection shares, rendered once per connection."""
+    return f'"conn":{connection_id},"uid":{uid},"pid":{pid}'
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """One request's audit record; ``op`` is a known operation name, ``"(unknown)"`` or None.
+
+    The line is the JSON object ``{ts, audit_id, conn, uid, pid, op, seq, status, **fields}``;
+    the fixed leading fields are formatted directly (a float's JSON is its ``repr``) and only
+    ``fields`` goes through the JSON encoder.
+    """
+
+    ts: float
+    audit_id: int
+    connection: str
+    op: str | None
+    seq: int
+    status: str
+    fields: dict[str, Any]
+
+    def line(self) -> str:
+        head = (
+            f'{{"ts":{self.ts!r},"audit_id":{self.audit_id},{self.connection},'
+            f'"op":{_json_text(self.op)},"seq":{self.seq},"status":{_json_text(self.status)}'
+        )
+        if not self.fields:
+            return head + "}\n"
+        return f"{head},{_encode_fields(self.fields)[1:]}\n"
 
 
 class AuditLog:
@@ -27,11 +69,10 @@ class AuditLog:
         self._fsync_interval = fsync_interval
         self._last_fsync = time.monotonic()
         self._dirty = False
-        self._encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
-    def write(self, records: Iterable[dict[str, Any]]) -> None:
+    def write(self, records: Iterable[AuditRecord]) -> None:
         """Append ``records`` in one write; fsync if the interval has passed."""
-        data = "".join(self._encode(record) + "\n" for record in records).encode("ascii")
+        data = "".join([record.line() for record in records]).encode("ascii")
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)

@@ -49,6 +49,8 @@ from elspeth.sidecar._protocol import (
     parse_greeting,
     parse_reply,
 )
+from elspeth.sidecar._schema import Limits
+from elspeth.sidecar._schema import certificate as certificate_schema
 
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 DEFAULT_OP_TIMEOUT: Final = 30.0
@@ -56,6 +58,8 @@ _RECEIVE_CHUNK: Final = 65536
 _IDLE_CHECK_AFTER: Final = 1.0
 """Seconds of silence after which the connection is checked for a daemon-side close first."""
 _LEVELS_BY_RANK: Final = tuple(sorted(SecurityLevel, key=lambda level: level.rank))
+_CERTIFICATE_LIMITS: Final = Limits(max_batch=0, max_record_bytes=0)
+"""A certificate has no list or record field, so no configured limit applies to it."""
 _FRAME_MARGIN: Final = 1024
 """Room left in a frame for the envelope around a batch's items."""
 
@@ -215,8 +219,8 @@ class SidecarClient(SealAuthority):
             if len(items) != len(chunk):
                 raise DaemonProtocolError("daemon answered a batch with the wrong item count")
             certificates.extend(
-                _checked_derivation(_certificate(item, audit_id), request)
-                for item, request in zip(items, chunk, strict=True)
+                _checked_derivation(certificate, request)
+                for certificate, request in zip(_certificates(items, audit_id), chunk, strict=True)
             )
         return certificates
 
@@ -417,6 +421,16 @@ class SidecarClient(SealAuthority):
     def _read_frame(self, deadline: float) -> bytes:
         assert self._sock is not None
         buffer = self._buffer
+        if not buffer:
+            # The usual case: one recv brings exactly one whole reply, used without copying.
+            chunk = self._sock.recv(_RECEIVE_CHUNK)
+            if not chunk:
+                raise ConnectionResetError(0, "the daemon closed the connection")
+            if len(chunk) >= LENGTH_PREFIX.size:
+                (length,) = LENGTH_PREFIX.unpack_from(chunk)
+                if len(chunk) == LENGTH_PREFIX.size + length:
+                    return chunk[LENGTH_PREFIX.size :]
+            buffer += chunk
         needed = LENGTH_PREFIX.size
         while True:
             if len(buffer) >= LENGTH_PREFIX.size:
@@ -481,6 +495,28 @@ def _certificate(result: object, audit_id: int) -> FrameCertificate:
         seal=seal,
         audit_id=audit_id,
     )
+
+
+def _certificates(items: list[Any], audit_id: int) -> list[FrameCertificate]:
+    """The certificates in a batch reply, checked as :func:`_certificate` checks each one.
+
+    A batch whose every item has the exact wire shape (the daemon's own certificate schema,
+    checked column by column) is converted directly; any other goes item by item, so a bad
+    item raises the same error either way.
+    """
+    if not certificate_schema.accepts_all(items, _CERTIFICATE_LIMITS):
+        return [_certificate(item, audit_id) for item in items]
+    levels = _LEVELS_BY_RANK
+    return [
+        FrameCertificate(
+            frame_id=item["frame_id"],
+            level=levels[item["level"]],
+            digest=item["digest"],
+            seal=item["seal"],
+            audit_id=audit_id,
+        )
+        for item in items
+    ]
 
 
 def _checked_derivation(certificate: FrameCertificate, request: DeriveRequest) -> FrameCertificate:

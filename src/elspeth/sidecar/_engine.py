@@ -181,12 +181,11 @@ class SealEngine:
     def _register(self, rank: int, digest: bytes) -> dict[str, Any]:
         frame_id = f"{self._frame_id_prefix}{next(self._frame_counter)}"
         self._frames[frame_id] = (rank, digest)
-        self.counters.frames_issued += 1
         return {
             "frame_id": frame_id,
             "level": rank,
             "digest": digest,
-            "seal": self._seal(frame_id, rank, digest),
+            "seal": self._seal_mac.mac(seal_mac_input(frame_id, rank, digest)),
         }
 
     def _require_frame_room(self, count: int) -> None:
@@ -278,6 +277,7 @@ class SealEngine:
             raise Refusal(ErrorCode.GRANT_EXPIRED, "grant expired before it was redeemed")
         self._require_frame_room(1)
         result = self._register(grant.rank, grant.digest)
+        self.counters.frames_issued += 1
         return result, {"frame_id": result["frame_id"], "level": _LEVEL_NAMES[grant.rank]}
 
     # --- frames --------------------------------------------------------------------------
@@ -286,6 +286,7 @@ class SealEngine:
         rank = self._derived_rank(args)
         self._require_frame_room(1)
         result = self._register(rank, args["digest"])
+        self.counters.frames_issued += 1
         audit = {
             "parents": list(args["parent_ids"]),
             "frame_id": result["frame_id"],
@@ -302,6 +303,7 @@ class SealEngine:
         self._require_frame_room(len(items))
         register = self._register
         results = [register(rank, item["digest"]) for rank, item in zip(ranks, items, strict=True)]
+        self.counters.frames_issued += len(results)
         audit = {
             "count": len(results),
             "first_frame_id": results[0]["frame_id"],

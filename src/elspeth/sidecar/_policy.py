@@ -26,9 +26,6 @@ class Operation:
 _DERIVE_ITEM: Final = s.fields(
     parent_ids=s.list_of(s.frame_id), digest=s.digest, floor=s.optional(s.level_rank)
 )
-_CERTIFICATE: Final = s.fields(
-    frame_id=s.frame_id, level=s.level_rank, digest=s.digest, seal=s.seal
-)
 
 OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType(
     {
@@ -53,12 +50,12 @@ OPERATIONS: Final[Mapping[str, Operation]] = MappingProxyType(
             "several derivations, all or nothing",
         ),
         "verify_seal": Operation(
-            _CERTIFICATE,
+            s.certificate,
             SealEngine.verify_seal,
             "check id, level, digest and seal against the live registration",
         ),
         "verify_batch": Operation(
-            s.fields(items=s.list_of(_CERTIFICATE)),
+            s.fields(items=s.list_of(s.certificate)),
             SealEngine.verify_batch,
             "several verifications; refused if any fails",
         ),

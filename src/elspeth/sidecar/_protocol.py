@@ -121,12 +121,20 @@ class MacKey:
 # because they sit on the hot path of every request, reply and seal.
 
 
+_SMALL_HEADS: Final = tuple(
+    tuple(
+        bytes((major << 5 | value,)) if value < 24 else bytes((major << 5 | 24, value))
+        for value in range(0x100)
+    )
+    for major in range(8)
+)
+"""Heads of arguments below 256, the common case, looked up instead of built."""
+
+
 def _head(major: int, value: int) -> bytes:
     """A CBOR initial byte and argument in preferred (shortest) form."""
-    if value < 24:
-        return bytes((major << 5 | value,))
     if value < 0x100:
-        return bytes((major << 5 | 24, value))
+        return _SMALL_HEADS[major][value]
     if value < 0x10000:
         return bytes((major << 5 | 25,)) + value.to_bytes(2, "big")
     if value < 0x100000000:
@@ -134,19 +142,26 @@ def _head(major: int, value: int) -> bytes:
     return bytes((major << 5 | 27,)) + value.to_bytes(8, "big")
 
 
+_UINT_HEADS: Final = _SMALL_HEADS[0]
+_BYTES_HEADS: Final = _SMALL_HEADS[2]
+_TEXT_HEADS: Final = _SMALL_HEADS[3]
+
+
 def _uint(value: int) -> bytes:
     if value < 0:
         raise ValueError("MAC inputs hold unsigned integers only")
-    return _head(0, value)
+    return _UINT_HEADS[value] if value < 0x100 else _head(0, value)
 
 
 def _bytes(value: bytes) -> bytes:
-    return _head(2, len(value)) + value
+    size = len(value)
+    return (_BYTES_HEADS[size] if size < 0x100 else _head(2, size)) + value
 
 
 def _text(value: str) -> bytes:
     encoded = value.encode("utf-8")
-    return _head(3, len(encoded)) + encoded
+    size = len(encoded)
+    return (_TEXT_HEADS[size] if size < 0x100 else _head(3, size)) + encoded
 
 
 def _array(*encoded_items: bytes) -> bytes:
@@ -170,6 +185,18 @@ def mac_input(*items: str | bytes | int) -> bytes:
 _REQUEST_PREFIX: Final = _head(4, 6) + _text(PROTOCOL_LABEL) + _text(DIRECTION_REQUEST)
 _REPLY_PREFIX: Final = _head(4, 7) + _text(PROTOCOL_LABEL) + _text(DIRECTION_REPLY)
 _SEAL_PREFIX: Final = _head(4, 4) + _text(SEAL_LABEL)
+
+
+_REQUEST_MAP_HEAD: Final = _head(5, 4)
+_REPLY_MAP_HEAD: Final = _head(5, 5)
+_OP_KEY: Final = _text("op")
+_SEQ_KEY: Final = _text("seq")
+_ARGS_KEY: Final = _text("args")
+_MAC_KEY: Final = _text("mac")
+_STATUS_KEY: Final = _text("status")
+_BODY_KEY: Final = _text("body")
+_AUDIT_ID_KEY: Final = _text("audit_id")
+_MAC_HEAD: Final = _head(2, MAC_SIZE)
 
 
 def greeting_mac_input(greeting: Greeting) -> bytes:
@@ -397,9 +424,16 @@ class RequestEnvelope:
 
 
 def encode_request(key: MacKey, nonce: bytes, seq: int, op: str, args: Mapping[str, Any]) -> bytes:
-    encoded_args = encode(dict(args))
-    mac = key.mac(request_mac_input(nonce, seq, op, encoded_args))
-    return encode({"op": op, "seq": seq, "args": encoded_args, "mac": mac})
+    seq_item, op_item, args_item = _uint(seq), _text(op), _bytes(encode(dict(args)))
+    mac = key.mac(b"".join((_REQUEST_PREFIX, _bytes(nonce), seq_item, op_item, args_item)))
+    # The same bytes cbor2 gives for {"op", "seq", "args", "mac"} in that order (the test vectors
+    # check it); assembled here so the items encoded for the MAC are not encoded twice.
+    return b"".join(
+        (
+            *(_REQUEST_MAP_HEAD, _OP_KEY, op_item, _SEQ_KEY, seq_item, _ARGS_KEY, args_item),
+            *(_MAC_KEY, _MAC_HEAD, mac),
+        )
+    )
 
 
 def parse_request_envelope(body: bytes) -> RequestEnvelope:
@@ -437,10 +471,17 @@ class Reply:
 def encode_reply(
     key: MacKey, nonce: bytes, seq: int, *, status: str, body: Mapping[str, Any], audit_id: int
 ) -> bytes:
-    encoded_body = encode(dict(body))
-    mac = key.mac(reply_mac_input(nonce, seq, status, audit_id, encoded_body))
-    return encode(
-        {"seq": seq, "status": status, "body": encoded_body, "audit_id": audit_id, "mac": mac}
+    seq_item, status_item, audit_item = _uint(seq), _text(status), _uint(audit_id)
+    body_item = _bytes(encode(dict(body)))
+    mac = key.mac(
+        b"".join((_REPLY_PREFIX, _bytes(nonce), seq_item, status_item, audit_item, body_item))
+    )
+    # The bytes cbor2 gives for {"seq", "status", "body", "audit_id", "mac"} in that order.
+    return b"".join(
+        (
+            *(_REPLY_MAP_HEAD, _SEQ_KEY, seq_item, _STATUS_KEY, status_item, _BODY_KEY, body_item),
+            *(_AUDIT_ID_KEY, audit_item, _MAC_KEY, _MAC_HEAD, mac),
+        )
     )
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from elspeth.sidecar._audit import AuditRecord, connection_json
 from elspeth.sidecar._engine import Refusal, SealEngine
 from elspeth.sidecar._policy import OPERATIONS
 from elspeth.sidecar._protocol import (
@@ -53,13 +54,14 @@ class Outcome:
 
     reply: bytes
     close: bool
-    audit: dict[str, Any]
+    audit: AuditRecord
 
 
 class Session:
     """Protocol state for one accepted connection."""
 
     __slots__ = (
+        "_connection_json",
         "_engine",
         "_key",
         "_limits",
@@ -89,6 +91,7 @@ class Session:
         self.connection_id = connection_id
         self.peer = peer
         self.nonce = nonce if nonce is not None else secrets.token_bytes(NONCE_SIZE)
+        self._connection_json = connection_json(connection_id, peer.uid, peer.pid)
 
     def greeting(self) -> bytes:
         greeting = Greeting(
@@ -147,9 +150,9 @@ class Session:
         reply = encode_reply(
             self._key, self.nonce, seq, status=STATUS_OK, body=result, audit_id=audit_id
         )
-        audit = self._audit(audit_id, seq, op, STATUS_OK)
-        audit.update(audit_fields)
-        return Outcome(frame(reply), close=False, audit=audit)
+        return Outcome(
+            frame(reply), close=False, audit=self._audit(audit_id, seq, op, STATUS_OK, audit_fields)
+        )
 
     def refuse_frame(self, violation: ProtocolViolation) -> Outcome:
         """Answer bytes that never formed a request (e.g. an oversized frame) and close."""
@@ -163,22 +166,27 @@ class Session:
         reply = encode_reply(
             self._key, self.nonce, seq, status=STATUS_ERROR, body=body, audit_id=audit_id
         )
-        audit = self._audit(audit_id, seq, op, STATUS_ERROR)
-        audit["code"] = str(refusal.code)
-        audit["message"] = refusal.message
+        audit = self._audit(
+            audit_id,
+            seq,
+            op,
+            STATUS_ERROR,
+            {"code": str(refusal.code), "message": refusal.message},
+        )
         return Outcome(frame(reply), close=refusal.code in CONNECTION_FATAL_CODES, audit=audit)
 
-    def _audit(self, audit_id: int, seq: int, op: str | None, status: str) -> dict[str, Any]:
-        return {
-            "ts": time.time(),
-            "audit_id": audit_id,
-            "conn": self.connection_id,
-            "uid": self.peer.uid,
-            "pid": self.peer.pid,
-            "op": op if op is None or op in OPERATIONS else "(unknown)",
-            "seq": seq,
-            "status": status,
-        }
+    def _audit(
+        self, audit_id: int, seq: int, op: str | None, status: str, fields: dict[str, Any]
+    ) -> AuditRecord:
+        return AuditRecord(
+            ts=time.time(),
+            audit_id=audit_id,
+            connection=self._connection_json,
+            op=op if op is None or op in OPERATIONS else "(unknown)",
+            seq=seq,
+            status=status,
+            fields=fields,
+        )
 
 
 def _decode_args(encoded: bytes) -> dict[str, Any]:
