@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
-
 import pytest
 
-from tests.support.openai_server import OpenAIServer, ServerConfig
+from tests.support.fixtures import MakeServer
+from tests.support.openai_server import OpenAIServer
 
 KEY_VARIABLE = "ELSPETH_TEST_LLM_KEY"
 #: Recognisable, so a test can search every output for it.
 SECRET_KEY = "sk-elspeth-TEST-9f8e7d6c5b4a-never-leak"
-
-MakeServer = Callable[..., OpenAIServer]
 
 
 @pytest.fixture
 def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_VARIABLE, SECRET_KEY)
     return KEY_VARIABLE
-
-
-@pytest.fixture
-def make_server() -> Iterator[MakeServer]:
-    servers: list[OpenAIServer] = []
-
-    def start(**config: Any) -> OpenAIServer:
-        server = OpenAIServer(ServerConfig(**config)).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.support.openai_server import OpenAIServer, RecordedRequest, ServerConfig
+from tests.support.openai_server import OpenAIServer, RecordedRequest
 
 KEY_VARIABLE = "ELSPETH_SUITE_TEST_KEY"
 #: Recognisable, so a test can search every file and stream for it.
@@ -204,20 +204,6 @@ MakeSuite = Callable[..., SuiteFiles]
 def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_VARIABLE, SECRET_KEY)
     return SECRET_KEY
-
-
-@pytest.fixture
-def make_server() -> Iterator[Callable[..., OpenAIServer]]:
-    servers: list[OpenAIServer] = []
-
-    def start(**config: Any) -> OpenAIServer:
-        server = OpenAIServer(ServerConfig(**config)).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def build_suite(directory: Path, server: OpenAIServer | None, *, rows: int = 20) -> SuiteFiles:

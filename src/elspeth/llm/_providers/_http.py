@@ -18,7 +18,14 @@ import aiohttp
 
 from elspeth.llm._errors import LLMConfigurationError
 from elspeth.llm._retry import parse_retry_after
-from elspeth.llm._types import AttemptFailure, Completion, ErrorKind, kind_for_status
+from elspeth.llm._types import (
+    AttemptFailure,
+    ChatRequest,
+    Completion,
+    EndpointIdentity,
+    ErrorKind,
+    kind_for_status,
+)
 
 _SAFE_CODE_CHARACTERS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
@@ -168,3 +175,24 @@ class HttpTransport:
         session, self._session = self._session, None
         if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
             await session.close()
+
+
+class HttpChatClient:
+    """What the HTTP backends share once they have built their transport, identity and body."""
+
+    _identity: EndpointIdentity
+    _transport: HttpTransport
+    _body: dict[str, Any]
+
+    @property
+    def identity(self) -> EndpointIdentity:
+        return self._identity
+
+    async def open(self, max_connections: int) -> None:
+        await self._transport.open(max_connections)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return await self._transport.post({**self._body, "messages": request.messages})
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()

@@ -8,15 +8,20 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from elspeth.llm._errors import LLMConfigurationError
-from elspeth.llm._providers._http import HttpTransport, check_base_url, check_timeout
+from elspeth.llm._providers._http import (
+    HttpChatClient,
+    HttpTransport,
+    check_base_url,
+    check_timeout,
+)
 from elspeth.llm._providers.openai import check_parameters
 from elspeth.llm._secrets import ApiKey
-from elspeth.llm._types import ChatRequest, Completion, EndpointIdentity
+from elspeth.llm._types import EndpointIdentity
 
 _API_VERSION: Final = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 
 
-class AzureOpenAIClient:
+class AzureOpenAIClient(HttpChatClient):
     """Requests go to
     ``{endpoint}/openai/deployments/{deployment}/chat/completions?api-version={api_version}``
     with the key in the ``api-key`` header. ``model`` names the model for pricing (default: the
@@ -55,19 +60,6 @@ class AzureOpenAIClient:
             url, {"api-key": key.reveal()}, check_timeout(timeout), key.redact
         )
         self._body = chosen
-
-    @property
-    def identity(self) -> EndpointIdentity:
-        return self._identity
-
-    async def open(self, max_connections: int) -> None:
-        await self._transport.open(max_connections)
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        return await self._transport.post({**self._body, "messages": request.messages})
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
 
     def __repr__(self) -> str:
         return (

@@ -6,9 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from elspeth.llm._errors import LLMConfigurationError
-from elspeth.llm._providers._http import HttpTransport, check_base_url, check_timeout
+from elspeth.llm._providers._http import (
+    HttpChatClient,
+    HttpTransport,
+    check_base_url,
+    check_timeout,
+)
 from elspeth.llm._secrets import ApiKey
-from elspeth.llm._types import ChatRequest, Completion, EndpointIdentity
+from elspeth.llm._types import EndpointIdentity
 
 #: Request fields the stage sets itself; parameters may not override them.
 RESERVED_PARAMETERS = frozenset({"messages", "model", "stream", "n"})
@@ -24,7 +29,7 @@ def check_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     return chosen
 
 
-class OpenAIClient:
+class OpenAIClient(HttpChatClient):
     """``base_url`` ends where the SDKs' does (``https://api.openai.com/v1``); the request goes
     to ``{base_url}/chat/completions`` with ``Authorization: Bearer <key>`` when a key is named.
     ``parameters`` (temperature, max_tokens, seed, top_p, ...) are sent as given."""
@@ -54,19 +59,6 @@ class OpenAIClient:
             self._key.redact if self._key is not None else str,
         )
         self._body: dict[str, Any] = {"model": model, **self._parameters}
-
-    @property
-    def identity(self) -> EndpointIdentity:
-        return self._identity
-
-    async def open(self, max_connections: int) -> None:
-        await self._transport.open(max_connections)
-
-    async def complete(self, request: ChatRequest) -> Completion:
-        return await self._transport.post({**self._body, "messages": request.messages})
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
 
     def __repr__(self) -> str:
         return f"OpenAIClient(base_url={self._base_url!r}, model={self._identity.model!r})"
