@@ -1,0 +1,443 @@
+"""The seed's commands against the real images (podman for docker), and what they promise.
+
+Every command below is the one docker/README.md shows, with ``podman`` for ``docker``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.container._podman import DEV_IMAGE, RUNTIME_IMAGE, Container, podman, wait_for
+from tests.integration import _sudo
+
+pytestmark = [pytest.mark.container]
+
+SAMPLE = "/opt/elspeth/examples/suite-sidecar.yaml"
+VENV_PYTHON = "/opt/venv/bin/python"
+APPUSER_UID = 1000
+SIDECAR_UID = 1001
+
+#: Run inside a container as root: every process's environment, with its parent pid.
+PROCESS_ENVIRONMENTS = r"""
+import json, os
+found = {}
+for entry in os.listdir("/proc"):
+    if not entry.isdigit():
+        continue
+    try:
+        with open(f"/proc/{entry}/environ", "rb") as handle:
+            environ = handle.read()
+        with open(f"/proc/{entry}/stat") as handle:
+            parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        continue
+    found[entry] = {"parent": parent, "environ": environ.hex()}
+print(json.dumps(found))
+"""
+
+
+def new_key() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def environments(container: Container) -> dict[int, tuple[int, bytes]]:
+    # --privileged: the daemon and workers are not dumpable, so even root needs CAP_SYS_PTRACE.
+    done = podman("exec", "--privileged", container.name, "python", "-c", PROCESS_ENVIRONMENTS)
+    assert done.returncode == 0, done.stderr
+    return {
+        int(pid): (entry["parent"], bytes.fromhex(entry["environ"]))
+        for pid, entry in json.loads(done.stdout).items()
+    }
+
+
+def supervisord_tree(found: dict[int, tuple[int, bytes]]) -> dict[int, bytes]:
+    """PID 1 (the entrypoint) and its descendants; ``exec``'d processes have parent 0."""
+    tree = {1}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (parent, _) in found.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return {pid: found[pid][1] for pid in tree if pid in found}
+
+
+def assert_key_absent(environ_by_pid: dict[int, bytes], key: bytes) -> None:
+    encoded = base64.b64encode(key)
+    for pid, environ in environ_by_pid.items():
+        assert encoded not in environ, pid
+        assert key not in environ, pid
+
+
+# --- the seed's "Testing UID Separation" -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ("sidecar", "uid=1001(sidecar) gid=1001(sidecar) groups=1001(sidecar)"),
+        ("appuser", "uid=1000(appuser) gid=1000(appuser) groups=1000(appuser),1001(sidecar)"),
+        ("appplugin", "uid=1002(appplugin) gid=1002(appplugin) groups=1002(appplugin)"),
+    ],
+)
+def test_users_are_the_seeds(images: str, user: str, expected: str) -> None:
+    done = podman("run", "--rm", RUNTIME_IMAGE, "id", user)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
+def test_run_sidecar_listing(images: str) -> None:
+    done = podman("run", "--rm", RUNTIME_IMAGE, "ls", "-la", "/run/sidecar/")
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[-1]: line.split() for line in done.stdout.splitlines()[1:]}
+    assert lines["."][0] == "drwxr-x---"
+    assert lines["."][2:4] == ["sidecar", "sidecar"]
+    assert lines[".session"][0] == "-rw-r-----"
+    assert lines[".session"][2:5] == ["sidecar", "sidecar", "32"]
+    assert "session key: generated" in done.stderr
+
+
+# --- production: a job run -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def job_run(images: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The seed's production command with the sample suite, outputs and logs on volumes."""
+    volumes = tmp_path_factory.mktemp("job")
+    output, logs, state = volumes / "output", volumes / "supervisor", volumes / "state"
+    for path in (output, logs, state):
+        path.mkdir()
+    os.chown(output, APPUSER_UID, APPUSER_UID)
+    key = new_key()
+    done = podman(
+        "run",
+        "--rm",
+        "--name=elspeth-test-job",
+        f"--env=ELSPETH_SIDECAR_SESSION_KEY={base64.b64encode(key).decode()}",
+        f"--env=ORCHESTRATOR_ARGS=--settings {SAMPLE} --output-dir /workspace/output",
+        f"--volume={output}:/workspace/output",
+        f"--volume={logs}:/var/log/supervisor",
+        f"--volume={state}:/var/lib/elspeth-sidecar",
+        RUNTIME_IMAGE,
+    )
+    return {"done": done, "output": output, "logs": logs, "state": state}
+
+
+def test_job_run_exits_zero_with_complete_outputs(job_run: dict[str, object]) -> None:
+    done = job_run["done"]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (manifest_path,) = Path(str(job_run["output"])).glob("*/manifest.json")
+    run_dir = manifest_path.parent
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["status"] == "complete"
+    assert (run_dir / "baseline__results__results_csv.csv").stat().st_size > 0
+    audit = (run_dir / "audit.jsonl").read_text().splitlines()
+    assert len(audit) > 10
+    assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in run_dir.glob("*.jsonl"))
+
+
+def test_job_run_started_the_daemon_before_the_orchestrator(job_run: dict[str, object]) -> None:
+    logs = Path(str(job_run["logs"]))
+    supervisord = (logs / "supervisord.log").read_text()
+    assert supervisord.index("spawned: 'sidecar-daemon'") < supervisord.index(
+        "spawned: 'orchestrator'"
+    )
+    assert "exited: orchestrator (exit status 0; expected)" in supervisord
+    orchestrator = (logs / "orchestrator-stderr.log").read_text()
+    assert orchestrator.index("sidecar daemon ready") < orchestrator.index("python -m elspeth.cli")
+    assert "connected to the sidecar daemon" in orchestrator
+    assert "listening on /run/sidecar/auth.sock" in (logs / "sidecar-stderr.log").read_text()
+    # The same lines reach the container's own output (docker logs).
+    done = job_run["done"]
+    assert "listening on /run/sidecar/auth.sock" in done.stdout
+    assert "spawned: 'orchestrator'" in done.stdout
+
+
+def test_checkpoint_key_is_on_the_volume_for_sidecar_only(job_run: dict[str, object]) -> None:
+    state = Path(str(job_run["state"]))
+    key = state / "checkpoint.key"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert state.stat().st_uid == SIDECAR_UID
+    assert (key.stat().st_uid, stat.S_IMODE(key.stat().st_mode)) == (SIDECAR_UID, 0o600)
+    assert key.stat().st_size == 32
+
+
+# --- bad keys ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("not a key", "holds 9 bytes and is not valid base64"),
+        (base64.b64encode(b"x" * 16).decode(), "decodes as base64 to 16 bytes"),
+        ("", "holds 0 bytes"),
+    ],
+)
+def test_malformed_or_wrong_length_key_stops_the_container(
+    images: str, value: str, message: str
+) -> None:
+    done = podman(
+        "run", "--rm", f"--env=ELSPETH_SIDECAR_SESSION_KEY={value}", RUNTIME_IMAGE, "true"
+    )
+    assert done.returncode != 0
+    assert "ELSPETH_SIDECAR_SESSION_KEY must be base64" in done.stderr
+    assert message in done.stderr
+    if value:
+        assert value not in done.stderr
+
+
+def test_daemon_failing_for_good_stops_the_container(images: str, tmp_path: Path) -> None:
+    config = tmp_path / "sidecar.toml"
+    config.write_text('max_batch = "many"\n')
+    config.chmod(0o644)
+    done = podman("run", "--rm", f"--volume={config}:/etc/elspeth/sidecar.toml:ro", RUNTIME_IMAGE)
+    assert done.returncode == 1
+    assert "gave up: sidecar-daemon entered FATAL state" in done.stdout
+    assert "the sidecar daemon failed for good" in done.stderr
+
+
+# --- service mode ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def service(
+    images: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Container, bytes]]:
+    """A service-mode container given its key the recommended way: a mounted file."""
+    secrets_dir = tmp_path_factory.mktemp("secrets")
+    key = new_key()
+    key_file = secrets_dir / "session-key"
+    key_file.write_bytes(base64.b64encode(key) + b"\n")
+    key_file.chmod(0o600)
+    container = Container.start(
+        "elspeth-test-service",
+        [
+            f"--volume={key_file}:/run/secrets/elspeth-session-key:ro",
+            "--env=ELSPETH_SIDECAR_SESSION_KEY_FILE=/run/secrets/elspeth-session-key",
+        ],
+    )
+    try:
+        container.wait_until_daemon_running()
+        yield container, key
+    finally:
+        container.remove()
+
+
+def test_supervisorctl_status_shows_the_daemon_running(service: tuple[Container, bytes]) -> None:
+    container, _ = service
+    done = container.exec("supervisorctl", "status")
+    lines = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()}
+    assert lines["sidecar-daemon"] == "RUNNING"
+    assert lines["orchestrator"] == "STOPPED"
+    assert container.exec("supervisorctl", "status", "sidecar-daemon").returncode == 0
+
+
+def test_supervisor_socket_is_closed_to_appplugin(service: tuple[Container, bytes]) -> None:
+    container, _ = service
+    done = container.exec("supervisorctl", "status", user="appplugin")
+    assert done.returncode != 0
+    assert "Permission denied" in done.stdout + done.stderr
+
+
+def test_exec_run_as_appuser(service: tuple[Container, bytes]) -> None:
+    container, _ = service
+    done = container.exec(
+        "python",
+        "-m",
+        "elspeth.cli",
+        "--settings",
+        SAMPLE,
+        "--head",
+        "5",
+        "--output-dir",
+        "/workspace/exec-output",
+        user="appuser",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ": complete" in done.stdout
+
+
+def test_session_key_in_no_process_environment(service: tuple[Container, bytes]) -> None:
+    container, key = service
+    found = environments(container)
+    tree = supervisord_tree(found)
+    assert len(tree) >= 4  # entrypoint, supervisord, listener, daemon
+    assert_key_absent({pid: environ for pid, (_, environ) in found.items()}, key)
+    assert not [pid for pid, environ in tree.items() if b"ELSPETH_SIDECAR_SESSION_KEY" in environ]
+
+
+def test_environment_key_never_reaches_supervisords_tree(images: str) -> None:
+    key = new_key()
+    container = Container.start(
+        "elspeth-test-env-key",
+        [f"--env=ELSPETH_SIDECAR_SESSION_KEY={base64.b64encode(key).decode()}"],
+    )
+    try:
+        container.wait_until_daemon_running()
+        found = environments(container)
+        tree = supervisord_tree(found)
+        assert 1 in tree
+        assert_key_absent(tree, key)
+        assert not [pid for pid, env in tree.items() if b"ELSPETH_SIDECAR_SESSION_KEY" in env]
+        # What the docs warn about: `exec` itself is given the container's variables.
+        exec_ids = [pid for pid, (parent, _) in found.items() if parent == 0 and pid != 1]
+        assert any(b"ELSPETH_SIDECAR_SESSION_KEY" in found[pid][1] for pid in exec_ids)
+    finally:
+        container.remove()
+
+
+def test_podman_logs_show_the_daemon(service: tuple[Container, bytes]) -> None:
+    container, _ = service
+    done = podman("logs", container.name)
+    assert "listening on /run/sidecar/auth.sock" in done.stdout + done.stderr
+    assert "session key installed from ELSPETH_SIDECAR_SESSION_KEY_FILE" in done.stderr
+
+
+def test_sudo_lists_only_the_worker_and_reaper(service: tuple[Container, bytes]) -> None:
+    container, _ = service
+    done = container.exec("sudo", "-n", "-l", user="appuser")
+    assert done.returncode == 0, done.stderr
+    entries = _sudo.allowed_commands(done.stdout)
+    assert {entry.runas for entry in entries} == {"appplugin"}
+    assert {entry.command for entry in entries} == _sudo.expected_commands(VENV_PYTHON)
+    # The seed's `sudo -u appplugin -l` is a usage error on sudo 1.9 (the README says so).
+    assert container.exec("sudo", "-n", "-u", "appplugin", "id", user="appuser").returncode != 0
+
+
+def test_manual_spawn_starts_and_refuses_a_closed_channel(service: tuple[Container, bytes]) -> None:
+    container, _ = service
+    done = container.exec(
+        "sh",
+        "-c",
+        "sudo -u appplugin python -m elspeth.orchestrator.worker_process </dev/null",
+        user="appuser",
+    )
+    assert done.returncode == 3  # the worker's documented "refused to start"
+    assert "the orchestrator closed the channel" in done.stderr
+
+
+def test_worker_cannot_read_the_session_key(service: tuple[Container, bytes]) -> None:
+    container, _ = service
+    done = container.exec("cat", "/run/sidecar/.session", user="appplugin")
+    assert done.returncode != 0
+    assert "Permission denied" in done.stderr
+
+
+def test_stopping_a_service_exits_zero(images: str) -> None:
+    container = Container.start("elspeth-test-stop", [])
+    try:
+        container.wait_until_daemon_running()
+        assert podman("stop", "--time=20", container.name).returncode == 0
+        wait_for(lambda: container.status() == "exited", "the container to exit")
+        exit_code = podman("inspect", "--format={{.State.ExitCode}}", container.name).stdout
+        assert exit_code.strip() == "0"
+    finally:
+        container.remove()
+
+
+# --- what the runtime image ships --------------------------------------------------------------
+
+BYTECODE_CHECK = r"""
+import importlib.util, pathlib, struct, elspeth
+root = pathlib.Path(elspeth.__file__).parent
+stale = []
+for source in root.rglob("*.py"):
+    cached = pathlib.Path(importlib.util.cache_from_source(str(source)))
+    try:
+        header = cached.read_bytes()[:16]
+    except FileNotFoundError:
+        stale.append(f"{source}: no bytecode")
+        continue
+    flags, mtime, size = struct.unpack("<III", header[4:16])
+    status = source.stat()
+    expected = (int(status.st_mtime) & 0xFFFFFFFF, status.st_size & 0xFFFFFFFF)
+    if flags == 0 and (mtime, size) != expected:
+        stale.append(f"{source}: stale bytecode")
+print(len(list(root.rglob("*.py"))), stale)
+"""
+
+
+def test_runtime_ships_valid_bytecode_and_no_compilers_or_tests(images: str) -> None:
+    done = podman(
+        "run",
+        "--rm",
+        "--user=appplugin",
+        "--entrypoint=/opt/venv/bin/python",
+        RUNTIME_IMAGE,
+        "-I",
+        "-c",
+        BYTECODE_CHECK,
+    )
+    assert done.returncode == 0, done.stderr
+    count, stale = done.stdout.split(" ", 1)
+    assert int(count) > 50
+    assert stale.strip() == "[]"
+    done = podman(
+        "run",
+        "--rm",
+        RUNTIME_IMAGE,
+        "sh",
+        "-c",
+        "command -v gcc cc clang; ls -d /app /opt/venv/lib/python3*/site-packages/pytest",
+    )
+    assert done.stdout.strip() == ""
+
+
+# --- the dev image -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("user_options", "expected"), [([], "appuser"), (["--user=root"], "root")])
+def test_interactive_shells(images: str, user_options: list[str], expected: str) -> None:
+    done = podman("run", "--rm", *user_options, "--entrypoint=/bin/bash", DEV_IMAGE, "-c", "id -un")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
+def test_dev_python_entrypoint_runs_the_runtime_tests(images: str) -> None:
+    done = podman(
+        "run",
+        "--rm",
+        "--entrypoint=python",
+        DEV_IMAGE,
+        "-m",
+        "pytest",
+        "tests/orchestrator/test_runtime.py",
+        "-v",
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert " passed" in done.stdout
+
+
+def test_dev_worker_isolation_runs_for_real(images: str) -> None:
+    done = podman(
+        "run",
+        "--rm",
+        "--env=ELSPETH_REQUIRE_ISOLATION_TESTS=1",
+        DEV_IMAGE,
+        "pytest",
+        "tests/integration/test_worker_isolation.py",
+        "-v",
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert " passed" in done.stdout
+    assert "SKIPPED" not in done.stdout
+
+
+def test_dev_plain_pytest_collects_the_default_marker_set(images: str) -> None:
+    done = podman("run", "--rm", DEV_IMAGE, "pytest", "-v", "--collect-only", "-q")
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "<Module test_runtime.py>" in done.stdout
+    assert "<Module test_worker_isolation.py>" in done.stdout
+    assert "<Module test_image.py>" not in done.stdout
+    assert " deselected" in done.stdout
