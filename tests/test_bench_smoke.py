@@ -1,0 +1,61 @@
+"""Every benchmark script runs on a tiny input and prints its markdown table, so bench/ cannot rot.
+
+Timings from these runs mean nothing and are not checked; the real numbers come from running the
+scripts as documented in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.bench
+
+SMOKE_ARGUMENTS = {
+    "bench_digest.py": ["--rows", "2000", "--repeat", "1"],
+    "bench_llm_fanout.py": [
+        "--rows",
+        "40",
+        "--concurrency",
+        "8",
+        "--latency",
+        "0.01",
+        "--rounds",
+        "1",
+    ],
+    "bench_pipeline.py": [
+        "--rows",
+        "40",
+        "--concurrency",
+        "8",
+        "--latency",
+        "0.01",
+        "--rounds",
+        "1",
+    ],
+    "bench_sidecar.py": ["--quick"],
+    "bench_workers.py": ["--rows", "2000", "--repeats", "1"],
+}
+
+
+def test_every_benchmark_has_a_smoke_run() -> None:
+    assert sorted(SMOKE_ARGUMENTS) == sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE_ARGUMENTS))
+def test_benchmark_prints_its_table(script: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *SMOKE_ARGUMENTS[script]],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "|---" in result.stdout.replace(" ", "")
