@@ -182,8 +182,9 @@ def read_results(path: Path) -> pd.DataFrame:
 
 def summary_json(result: CliResult) -> dict[str, Any]:
     """The ``--json-summary -`` document: the JSON object after the tables on stdout."""
-    start = result.stdout.index('{\n  "run_id"')
-    loaded: dict[str, Any] = json.loads(result.stdout[start:])
+    text = "\n" + result.stdout
+    start = text.index("\n{\n") + 1  # the only line that is a lone "{"
+    loaded: dict[str, Any] = json.loads(text[start:])
     return loaded
 
 

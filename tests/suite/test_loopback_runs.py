@@ -231,3 +231,36 @@ def test_budget_stop_says_which_budget_in_the_manifest(make_suite: MakeSuite) ->
     assert result.code == 1, result.output
     assert "row budget of 3 reached" in result.stderr
     assert "row budget" in manifest(suite.only_run_dir())["reason"]
+
+
+def test_budget_stop_writes_a_json_summary_that_says_so(make_suite: MakeSuite) -> None:
+    suite = make_suite(None, rows=10)
+    suite.defaults.update(concurrency=1, budget={"max_rows": 3})
+
+    result = run_cli(*suite.args("--json-summary", "-"))
+
+    assert result.code == 1, result.output
+    summary = summary_json(result)
+    assert summary["status"] == "run failed"
+    assert summary["exit_code"] == 1
+    assert "row budget of 3 reached" in summary["error"]
+
+
+def test_a_budget_stopped_run_resumes_with_a_larger_budget(
+    make_server, make_suite: MakeSuite
+) -> None:
+    server = make_server()
+    suite = make_suite(server, rows=8)
+    suite.defaults.update(concurrency=1, budget={"max_rows": 3})
+    stopped = run_cli(*suite.args())
+    assert stopped.code == 1, stopped.output
+    asked_before = server.stats.request_count
+    run_dir = suite.only_run_dir()
+
+    suite.defaults["budget"] = {"max_rows": 100}
+    resumed = run_cli(*suite.args("--resume", run_dir.name))
+
+    assert resumed.code == 0, resumed.output
+    assert manifest(run_dir)["status"] == "complete"
+    assert server.stats.request_count == 8
+    assert asked_before == 3

@@ -43,21 +43,37 @@ def run_command(settings: Path, arguments: argparse.Namespace) -> int:
     try:
         return _run(settings, arguments, console)
     except SecurityError as error:
-        errors.print(
-            f"[bold red]elspeth: security refusal[/]: {error}", highlight=False, soft_wrap=True
-        )
+        _report(errors, arguments, "security refusal", error, EXIT_SECURITY)
         return EXIT_SECURITY
     except ConfigurationError as error:
-        errors.print(
-            f"[bold red]elspeth: configuration error[/]: {error}", highlight=False, soft_wrap=True
-        )
+        _report(errors, arguments, "configuration error", error, EXIT_CONFIGURATION)
         return EXIT_CONFIGURATION
     except ElspethError as error:
-        errors.print(f"[bold red]elspeth: run failed[/]: {error}", highlight=False, soft_wrap=True)
+        _report(errors, arguments, "run failed", error, EXIT_RUN_FAILED)
         return EXIT_RUN_FAILED
     except KeyboardInterrupt:
         errors.print("elspeth: interrupted; resume with --resume", highlight=False)
         return EXIT_RUN_FAILED
+
+
+def _report(
+    errors: Console, arguments: argparse.Namespace, what: str, error: Exception, code: int
+) -> None:
+    """Say what went wrong on one line, and in the JSON summary when one was asked for."""
+    errors.print(f"[bold red]elspeth: {what}[/]: {error}", highlight=False, soft_wrap=True)
+    if arguments.json_summary:
+        _write_summary(
+            arguments.json_summary,
+            {"status": what, "exit_code": code, "error": f"{type(error).__name__}: {error}"},
+        )
+
+
+def _write_summary(destination: str, summary: dict[str, object]) -> None:
+    text = json.dumps(summary, indent=2)
+    if destination == "-":
+        print(text)
+    else:
+        Path(destination).write_text(text + "\n", "utf-8")
 
 
 def _run(settings: Path, arguments: argparse.Namespace, console: Console) -> int:
@@ -96,11 +112,7 @@ def _run(settings: Path, arguments: argparse.Namespace, console: Console) -> int
     console.print(_summary_table(summary))
     console.print(f"outputs: {summary.run_dir}")
     if arguments.json_summary:
-        text = json.dumps(summary.as_dict(), indent=2)
-        if arguments.json_summary == "-":
-            print(text)
-        else:
-            Path(arguments.json_summary).write_text(text + "\n", "utf-8")
+        _write_summary(arguments.json_summary, summary.as_dict())
     return EXIT_OK
 
 

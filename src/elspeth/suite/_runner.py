@@ -14,6 +14,7 @@ Order of a run (each step fails closed):
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -31,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from elspeth.config import Experiment, Suite, budget_remaining
+from elspeth.config import BudgetSettings, Experiment, Suite, budget_remaining
 from elspeth.datasources import open_datasource
 from elspeth.errors import ElspethError
 from elspeth.llm import (
@@ -605,7 +606,9 @@ class SuiteRunner:
     def _fingerprint(self, experiment: Experiment, chunks: Sequence[SecureDataFrame]) -> str:
         settings = self.suite.settings
         described = {
-            "experiment": repr(experiment),
+            # The budget is left out: it limits how much is asked, not what an answer is, so a
+            # run stopped by its budget can be resumed with a larger one.
+            "experiment": repr(dataclasses.replace(experiment, budget=BudgetSettings())),
             "model": settings.models[experiment.model].model_dump(mode="json"),
             "prompts": settings.prompt_packs[experiment.prompt_pack].model_dump(mode="json"),
             "data": [chunk.digest.hex() for chunk in chunks],
