@@ -121,6 +121,20 @@ class WorkerProcess:
         if ready.op != "ready" or ready["protocol"] != _wire.PROTOCOL_VERSION:
             raise WorkerStartError(f"worker answered {ready.op!r} to hello")
         self.sandbox_report = dict(ready["sandbox"])
+        landlock = self.sandbox_report.get("landlock") or {}
+        seccomp = self.sandbox_report.get("seccomp") or {}
+        log.info(
+            "worker %d at %s (group %d, worker pid %s) sandboxed: full=%s landlock=%s (abi %s) "
+            "seccomp=%s",
+            self.number,
+            self.level.name,
+            self.pgid,
+            ready["pid"],
+            bool(self.sandbox_report.get("full")),
+            bool(landlock.get("applied")),
+            landlock.get("abi"),
+            bool(seccomp.get("applied")),
+        )
         if config.allow_partial_sandbox and not self.sandbox_report.get("full"):
             log.warning(
                 "AUDITED OVERRIDE: worker %d at %s runs without the full sandbox",
