@@ -344,6 +344,21 @@ def test_stopping_a_service_exits_zero(images: str) -> None:
         container.remove()
 
 
+def test_a_restarted_container_keeps_its_session_key(images: str) -> None:
+    container = Container.start("elspeth-test-restart", [])
+    try:
+        container.wait_until_daemon_running()
+        before = container.exec("sha256sum", "/run/sidecar/.session", user="root").stdout
+        assert podman("restart", "--time=20", container.name).returncode == 0
+        container.wait_until_daemon_running()
+        after = container.exec("sha256sum", "/run/sidecar/.session", user="root").stdout
+        assert before.split()[0] == after.split()[0]
+        logs = podman("logs", container.name)
+        assert "keeping" in (logs.stdout + logs.stderr)
+    finally:
+        container.remove()
+
+
 # --- what the runtime image ships --------------------------------------------------------------
 
 BYTECODE_CHECK = r"""
