@@ -10,6 +10,7 @@ from typing import Any
 import pydantic
 
 from elspeth.plugins._api import FrameProxy, Plugin, PluginContext, PluginKind
+from elspeth.plugins.builtin._columns import require_columns
 from elspeth.security import SecurityLevel
 
 
@@ -60,8 +61,7 @@ class ScoreExtractor(Plugin):
         (proxy,) = proxies
         view = proxy.get_view()
         data = view.data
-        if parameters.source not in data.columns:
-            raise KeyError(f"source column {parameters.source!r} is not in the frame")
+        require_columns(data, [parameters.source], "source")
         text = data[parameters.source].astype("str")
         if parameters.pattern is not None:
             flags = re.IGNORECASE if parameters.ignore_case else 0
