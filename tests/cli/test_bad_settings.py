@@ -121,10 +121,9 @@ def test_template_field_not_in_declared_columns(suite: SuiteFiles) -> None:
     code, message = validate(suite, edit)
 
     assert code == 2
-    assert str(suite.path) in message
     assert (
-        "experiment base: template rate.criteria.colour.user uses field 'colour', "
-        "which is not a datasource column"
+        f"{suite.path}:{line_of(suite, 'colour:')}: experiment base: template "
+        "rate.criteria.colour.user uses field 'colour', which is not a datasource column"
     ) in message
 
 

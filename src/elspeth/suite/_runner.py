@@ -173,15 +173,25 @@ def check_templates(suite: Suite) -> None:
     problems: list[str] = []
     for experiment in suite.experiments:
         pack = build_prompt_pack(suite, experiment)
-        problems.extend(
-            f"experiment {experiment.name}: template {m.template} uses field {m.field!r}, "
-            "which is not a datasource column"
-            for m in pack.missing_fields([*columns, ROW_COLUMN])
-        )
+        for missing in pack.missing_fields([*columns, ROW_COLUMN]):
+            line = suite.line_of(_template_path(experiment.prompt_pack, missing.template))
+            problems.append(
+                f"{suite.file}:{line}: experiment {experiment.name}: template "
+                f"{missing.template} uses field {missing.field!r}, which is not a datasource column"
+            )
     if problems:
         from elspeth.errors import ConfigurationError
 
-        raise ConfigurationError(f"{suite.file}: " + "; ".join(sorted(set(problems))))
+        raise ConfigurationError("; ".join(sorted(set(problems))))
+
+
+def _template_path(pack: str, template: str) -> tuple[str, ...]:
+    """``triage.criteria.urgency.user`` → the settings key that holds that template."""
+    inner = template.removeprefix(f"{pack}.")
+    if inner.startswith("criteria."):
+        criterion = inner.removeprefix("criteria.").rsplit(".", 1)[0]
+        return ("prompt_packs", pack, "criteria", criterion)
+    return ("prompt_packs", pack, inner)
 
 
 def build_prompt_pack(suite: Suite, experiment: Experiment) -> PromptPack:
