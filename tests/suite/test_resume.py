@@ -159,7 +159,8 @@ def test_resume_of_an_unknown_run_is_a_configuration_error(make_suite: MakeSuite
 
 def test_resume_with_other_settings_is_refused(make_suite: MakeSuite) -> None:
     suite = make_suite(None, rows=5)
-    assert run_cli(*suite.args()).code == 0
+    suite.defaults.update(concurrency=1, budget={"max_rows": 2})
+    assert run_cli(*suite.args()).code == 1  # stopped by its budget: resumable
     run_dir = suite.only_run_dir()
     suite.settings["prompt_packs"]["rate"]["criteria"]["quality"] = "Rate {{ id }} differently"
 
@@ -184,3 +185,16 @@ def test_resume_run_id_cannot_leave_the_output_dir(make_suite: MakeSuite, tmp_pa
 
     assert result.code == 2
     assert sorted(p.name for p in elsewhere.iterdir()) == ["manifest.json"]
+
+
+def test_a_complete_run_is_not_resumed(make_suite: MakeSuite) -> None:
+    suite = make_suite(None, rows=5)
+    first = run_cli(*suite.args())
+    assert first.code == 0, first.output
+    run_dir = suite.only_run_dir()
+
+    result = run_cli(*suite.args("--resume", run_dir.name))
+
+    assert result.code == 2
+    assert f"cannot resume: run '{run_dir.name}' is already complete" in result.stderr
+    assert manifest(run_dir)["status"] == "complete"

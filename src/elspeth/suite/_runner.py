@@ -34,7 +34,7 @@ import pandas as pd
 
 from elspeth.config import BudgetSettings, Experiment, Suite, budget_remaining
 from elspeth.datasources import open_datasource
-from elspeth.errors import ElspethError
+from elspeth.errors import ConfigurationError, ElspethError
 from elspeth.llm import (
     Budget,
     LLMStage,
@@ -159,8 +159,6 @@ def describe_plugins(runtime: PluginRuntime, suite: Suite) -> dict[str, PluginIn
             if n in infos and infos[n].kind is not kind
         )
     if problems:
-        from elspeth.errors import ConfigurationError
-
         raise ConfigurationError("plugin problems:\n  " + "\n  ".join(problems))
     return infos
 
@@ -180,8 +178,6 @@ def check_templates(suite: Suite) -> None:
                 f"{missing.template} uses field {missing.field!r}, which is not a datasource column"
             )
     if problems:
-        from elspeth.errors import ConfigurationError
-
         raise ConfigurationError("; ".join(sorted(set(problems))))
 
 
@@ -225,6 +221,18 @@ def runtime_config(suite: Suite, log_dir: Path) -> RuntimeConfig:
     )
 
 
+def _check_resumable(run_id: str, output_dir: Path) -> None:
+    if not RUN_ID.fullmatch(run_id):
+        raise ConfigurationError(
+            f"--resume {run_id!r} is not a run id (like 20261128T101500Z-3fa2c1)"
+        )
+    manifest = output_dir / run_id / "manifest.json"
+    if not manifest.exists():
+        raise ConfigurationError(f"cannot resume: no run {run_id!r} in {output_dir}")
+    if json.loads(manifest.read_text("utf-8")).get("status") == "complete":
+        raise ConfigurationError(f"cannot resume: run {run_id!r} is already complete")
+
+
 def new_run_id() -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{secrets.token_hex(3)}"
@@ -254,20 +262,10 @@ class SuiteRunner:
         self.options = options
         self.progress: Progress | None = None
         self.last_plan: SuitePlan | None = None
-        if options.resume is not None and not RUN_ID.fullmatch(options.resume):
-            from elspeth.errors import ConfigurationError
-
-            raise ConfigurationError(
-                f"--resume {options.resume!r} is not a run id (like 20261128T101500Z-3fa2c1)"
-            )
+        if options.resume is not None:
+            _check_resumable(options.resume, options.output_dir)
         self.run_id = options.resume or new_run_id()
         self.run_dir = options.output_dir / self.run_id
-        if options.resume and not (self.run_dir / "manifest.json").exists():
-            from elspeth.errors import ConfigurationError
-
-            raise ConfigurationError(
-                f"cannot resume: no run {options.resume!r} in {options.output_dir}"
-            )
 
     # -- the whole run ----------------------------------------------------------------------
 
