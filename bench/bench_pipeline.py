@@ -26,7 +26,6 @@ and prints where its time goes.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import csv
 import json
@@ -48,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.support.openai_server import serve_in_subprocess
 
-from bench_llm_fanout import MODEL, TEMPLATE, bare_client, make_rows
+from bench_llm_fanout import MODEL, TEMPLATE, bare_client, make_rows, measure
 from elspeth.config import load_suite
 from elspeth.suite import LogProgress, RunOptions, SuiteRunner
 
@@ -134,9 +133,7 @@ def run_pipeline(
 def run_floor(
     base_url: str, rows: list[dict[str, str]], concurrency: int
 ) -> tuple[float, float, int]:
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    ok = asyncio.run(bare_client(base_url, rows, concurrency))
-    return time.perf_counter() - wall0, time.process_time() - cpu0, ok
+    return measure(lambda: bare_client(base_url, rows, concurrency))
 
 
 def main() -> None:

@@ -16,28 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.bench
 
+# A tiny fan-out: 40 requests, 10 ms latency, one round.
+FAN_OUT_SMOKE = ["--rows", "40", "--concurrency", "8", "--latency", "0.01", "--rounds", "1"]
+
 SMOKE_ARGUMENTS = {
     "bench_digest.py": ["--rows", "2000", "--repeat", "1"],
-    "bench_llm_fanout.py": [
-        "--rows",
-        "40",
-        "--concurrency",
-        "8",
-        "--latency",
-        "0.01",
-        "--rounds",
-        "1",
-    ],
-    "bench_pipeline.py": [
-        "--rows",
-        "40",
-        "--concurrency",
-        "8",
-        "--latency",
-        "0.01",
-        "--rounds",
-        "1",
-    ],
+    "bench_llm_fanout.py": FAN_OUT_SMOKE,
+    "bench_pipeline.py": FAN_OUT_SMOKE,
     "bench_sidecar.py": ["--quick"],
     "bench_workers.py": ["--rows", "2000", "--repeats", "1"],
 }
