@@ -13,6 +13,7 @@ Order of a run (each step fails closed):
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import dataclasses
 import datetime as dt
@@ -660,6 +661,7 @@ class _ExperimentRun:
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="row-stages")
         self._futures: dict[int, concurrent.futures.Future[SecureDataFrame]] = {}
+        self._failure: BaseException | None = None
         assert runner.progress is not None
         self._task = runner.progress.start(experiment.name, self.offsets[-1] * per_row)
         self._task.advance(len(restored))
@@ -721,7 +723,7 @@ class _ExperimentRun:
 
     def _finish_chunk(self, index: int) -> None:
         chunk = _Chunk(index, self.offsets[index], self.chunks[index], self._answers[index])
-        self._futures[index] = self._pool.submit(
+        future = self._pool.submit(
             self.runner._row_stages,
             self.context,
             self.experiment,
@@ -729,14 +731,17 @@ class _ExperimentRun:
             self.criteria,
             self.stop,
         )
+        future.add_done_callback(self._note_failure)
+        self._futures[index] = future
+
+    def _note_failure(self, future: concurrent.futures.Future[SecureDataFrame]) -> None:
+        if not future.cancelled() and future.exception() is not None and self._failure is None:
+            self._failure = future.exception()
 
     def _raise_row_stage_failure(self) -> None:
         """Stop asking the model once a row stage failed: the run fails anyway."""
-        for future in list(self._futures.values()):
-            if future.done():
-                error = future.exception()
-                if error is not None:
-                    raise error
+        if self._failure is not None:
+            raise self._failure
 
 
 @dataclass(frozen=True)
@@ -757,10 +762,10 @@ def _offsets(chunks: Sequence[SecureDataFrame]) -> list[int]:
 
 
 def _chunk_of(offsets: Sequence[int], row: int) -> int:
-    for index in range(len(offsets) - 1):
-        if offsets[index] <= row < offsets[index + 1]:
-            return index
-    raise IndexError(f"row {row} is outside the loaded data")
+    """The chunk holding ``row``; ``offsets`` are the chunks' first rows and the total."""
+    if not 0 <= row < offsets[-1]:
+        raise IndexError(f"row {row} is outside the loaded data")
+    return bisect.bisect_right(offsets, row) - 1
 
 
 def _with_answers(
