@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -13,6 +14,9 @@ from rich.table import Table
 from elspeth.cli import EXIT_CONFIGURATION, EXIT_OK, EXIT_RUN_FAILED, EXIT_SECURITY
 from elspeth.errors import ConfigurationError, ElspethError
 from elspeth.security import ClearancePlan, SecurityError
+
+if TYPE_CHECKING:
+    from elspeth.suite import RunSummary
 
 
 def plan_table(plan: ClearancePlan) -> Table:
@@ -116,10 +120,7 @@ def _run(settings: Path, arguments: argparse.Namespace, console: Console) -> int
     return EXIT_OK
 
 
-def _summary_table(summary: object) -> Table:
-    from elspeth.suite import RunSummary
-
-    assert isinstance(summary, RunSummary)
+def _summary_table(summary: RunSummary) -> Table:
     table = Table(title=f"Run {summary.run_id}: {summary.status}")
     for column in ("experiment", "rows", "answers", "errors", "cached", "resumed", "cost"):
         table.add_column(column, justify="right" if column != "experiment" else "left")
