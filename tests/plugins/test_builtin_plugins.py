@@ -1,8 +1,9 @@
-"""The built-in validators, statistics, early stop and score delta.
+"""The built-in validators, score statistics and early stop, and every built-in's registration.
 
 Each plugin runs once through a real worker (standalone mode, the real daemon) over the frame shape
 the suite runner produces; the pure helpers get fast unit tests; bad parameters are reported by
-``runtime.describe`` before any data moves.
+``runtime.describe`` before any data moves. ``score_summary`` and ``score_comparison`` are tested
+in ``test_statistics.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator._runtime import PluginRuntime
 from elspeth.plugins import PluginKind, PluginRegistry, validate_parameters
-from elspeth.plugins.builtin._score_delta import compare_frames, paired_difference
 from elspeth.plugins.builtin._score_statistics import summarise, summarise_frame
 from elspeth.plugins.builtin._threshold_early_stop import (
     ThresholdEarlyStop,
@@ -201,44 +201,6 @@ def test_threshold_early_stop_marks_the_first_row_where_the_rule_holds(
     assert strict.data["_early_stop"].tolist() == earlier_rule
 
 
-@pytest.mark.integration
-def test_score_delta_pairs_rows_and_tolerates_errors(
-    shared_runtime: PluginRuntime, make_frame: MakeFrame
-) -> None:
-    baseline = pd.DataFrame(
-        {
-            "_row": [0, 1, 2, 3],
-            "score": [2.0, 3.0, NAN, 4.0],
-            "score_outcome": ["ok", "ok", "error", "ok"],
-        }
-    )
-    variant = pd.DataFrame(
-        {
-            "_row": [0, 1, 2, 3, 4],
-            "score": [3.0, 5.0, 4.0, NAN, 1.0],
-            "score_outcome": ["ok", "ok", "ok", "error", "ok"],
-        }
-    )
-    frames = [make_frame(baseline, L.OFFICIAL_SENSITIVE), make_frame(variant, L.OFFICIAL)]
-    produced = run_one(
-        shared_runtime,
-        "score_delta",
-        {"columns": ["score"]},
-        frames,
-        plan_level=L.OFFICIAL_SENSITIVE,
-    )
-    assert produced.security_level is L.OFFICIAL_SENSITIVE
-    (row,) = produced.data.to_dict("records")
-    assert row["column"] == "score"
-    assert (row["baseline_count"], row["variant_count"], row["paired_rows"]) == (3, 4, 2)
-    assert row["baseline_mean"] == pytest.approx(3.0)
-    assert row["variant_mean"] == pytest.approx(3.25)
-    assert row["delta"] == pytest.approx(0.25)
-    assert row["mean_paired_difference"] == pytest.approx(1.5)  # rows 0 and 1: +1, +2
-    assert row["paired_standard_error"] == pytest.approx(0.5)
-    assert row["paired_t"] == pytest.approx(3.0)
-
-
 BAD_PARAMETERS = [
     (
         "json_schema_validator",
@@ -262,8 +224,6 @@ BAD_PARAMETERS = [
         {"column": "s", "threshold": 1, "direction": "above", "fraction": 0},
         r"fraction: Input should be greater than 0",
     ),
-    ("score_delta", {"columns": ["s"], "key": []}, r"key: List should have at least 1 item"),
-    ("score_delta", {"columns": ["s"], "colums": ["t"]}, r"colums: Extra inputs"),
 ]
 
 
@@ -291,13 +251,6 @@ def test_describe_reports_kinds_and_resolved_defaults(shared_runtime: PluginRunt
         "outcome": "quality_outcome",
         "schema": SCORE_SCHEMA,
     }
-    delta = shared_runtime.describe("score_delta", {"columns": "score"})
-    assert (delta.kind, delta.min_proxies, delta.max_proxies) == (
-        PluginKind.BASELINE_COMPARISON,
-        2,
-        2,
-    )
-    assert delta.parameters == {"columns": ["score"], "key": ["_row"]}
     statistics = shared_runtime.describe("score_statistics")
     assert (statistics.kind, statistics.max_proxies) == (PluginKind.AGGREGATOR, None)
 
@@ -311,9 +264,10 @@ def test_unit_every_builtin_is_registered_under_its_declared_name() -> None:
     assert kinds == {
         "json_schema_validator": PluginKind.VALIDATOR,
         "regex_validator": PluginKind.VALIDATOR,
-        "score_delta": PluginKind.BASELINE_COMPARISON,
+        "score_comparison": PluginKind.BASELINE_COMPARISON,
         "score_extractor": PluginKind.ROW_PLUGIN,
         "score_statistics": PluginKind.AGGREGATOR,
+        "score_summary": PluginKind.AGGREGATOR,
         "threshold_early_stop": PluginKind.EARLY_STOP,
     }
 
@@ -438,32 +392,3 @@ def test_unit_first_stop_row(
     scores: list[float], overrides: dict[str, Any], row: int | None
 ) -> None:
     assert first_stop_row(np.array(scores, dtype=np.float64), stop_rule(**overrides)) == row
-
-
-def test_unit_paired_difference_small_cases() -> None:
-    none = paired_difference(np.array([]), np.array([]))
-    assert none.rows == 0
-    assert math.isnan(none.mean)
-    one = paired_difference(np.array([1.0]), np.array([3.0]))
-    assert (one.rows, one.mean) == (1, 2.0)
-    assert math.isnan(one.standard_error)
-    flat = paired_difference(np.array([1.0, 2.0]), np.array([2.0, 3.0]))
-    assert (flat.mean, flat.standard_error) == (1.0, 0.0)
-    assert math.isnan(flat.t)
-    rng = np.random.default_rng(7)
-    base = rng.normal(3, 1, 50)
-    var = base + rng.normal(0.5, 0.2, 50)
-    estimate = paired_difference(base, var)
-    differences = var - base
-    assert estimate.standard_error == pytest.approx(differences.std(ddof=1) / math.sqrt(50))
-    assert estimate.t == pytest.approx(differences.mean() / estimate.standard_error)
-
-
-def test_unit_compare_frames_averages_repeats_per_key_before_pairing() -> None:
-    baseline = pd.DataFrame({"_row": [0, 0, 1, 1], "s": [1.0, 3.0, 2.0, 2.0]})
-    variant = pd.DataFrame({"_row": [0, 0, 1, 1, 2], "s": [2.0, 2.0, "bad", 4.0, None]})
-    (row,) = compare_frames(baseline, variant, ["s"], ["_row"]).to_dict("records")
-    assert (row["baseline_count"], row["variant_count"], row["paired_rows"]) == (4, 3, 2)
-    assert row["baseline_mean"] == 2.0
-    assert row["variant_mean"] == pytest.approx(8 / 3)
-    assert row["mean_paired_difference"] == pytest.approx(1.0)  # key 0: 2-2, key 1: 4-2

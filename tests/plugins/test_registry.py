@@ -31,7 +31,8 @@ def test_unknown_plugin_lists_the_known_ones() -> None:
     with pytest.raises(
         UnknownPluginError,
         match=r"unknown plugin 'nope'; known plugins: json_schema_validator, regex_validator, "
-        r"score_delta, score_extractor, score_statistics, threshold_early_stop$",
+        r"score_comparison, score_extractor, score_statistics, score_summary, "
+        r"threshold_early_stop$",
     ):
         PluginRegistry().get("nope")
 

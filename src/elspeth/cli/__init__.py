@@ -2,7 +2,8 @@
 
 Without ``--settings`` it runs the bundled sample suite in standalone mode with the ``mock``
 model. Exit codes: 0 success, 1 run failed or stopped early (outputs marked partial),
-2 configuration error, 3 security refusal.
+2 configuration error, 3 security refusal. ``elspeth verify-bundle`` and ``elspeth keygen`` are
+subcommands with their own options (:mod:`elspeth.cli._bundle`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ examples:
   elspeth --settings suite.yaml --validate-only
   elspeth --settings suite.yaml --head 20   preview on the first 20 rows
   elspeth --settings suite.yaml --resume 20261128T101500Z-3fa2c1
+
+bundles (see elspeth verify-bundle --help, elspeth keygen --help):
+  elspeth keygen --private signing.pem --public signing.pub.pem
+  elspeth verify-bundle bundle__evidence__OFFICIAL.tar.gz --public-key signing.pub.pem
 """
 
 
@@ -95,7 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     for name in SESSION_KEY_VARIABLES:
         os.environ.pop(name, None)
-    arguments = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    from elspeth.cli._bundle import SUBCOMMANDS, run_subcommand
+
+    if words and words[0] in SUBCOMMANDS:
+        return run_subcommand(words[0], words[1:])
+    arguments = _parser().parse_args(words)
     if arguments.head is not None and arguments.head < 1:
         print("elspeth: --head must be at least 1", file=sys.stderr)
         return EXIT_CONFIGURATION

@@ -115,6 +115,8 @@ def _run(settings: Path, arguments: argparse.Namespace, console: Console) -> int
             console.print(plan_table(runner.last_plan.plan))
     console.print(_summary_table(summary))
     console.print(f"outputs: {summary.run_dir}")
+    for report in summary.reports:
+        console.print(f"report: {summary.run_dir / report}")
     if arguments.json_summary:
         _write_summary(arguments.json_summary, summary.as_dict())
     return EXIT_OK

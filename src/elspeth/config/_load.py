@@ -20,6 +20,8 @@ from elspeth.config._models import (
     SuiteSettings,
 )
 from elspeth.config._yaml import KeyPath, LoadedYaml, dotted, load_yaml
+from elspeth.security import redact_secrets
+from elspeth.sinks import ReportSinkSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,11 @@ class Suite:
 
     def line_of(self, path: KeyPath) -> int | None:
         return self.source.line_of(path)
+
+    def recordable_settings(self) -> dict[str, Any]:
+        """The effective settings with every secret redacted: safe to write into an output."""
+        dumped = self.settings.model_dump(mode="json")
+        return redact_secrets(dumped, self.source.substituted)
 
 
 _BUILTIN_RUN_DEFAULTS: Mapping[str, Any] = {
@@ -113,12 +120,30 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             **source,
             "path": str(given if given.is_absolute() else base / given),
         }
+    sinks = result.get("sinks")
+    if isinstance(sinks, dict):
+        result["sinks"] = {
+            name: _with_key_path_resolved(sink, base) for name, sink in sinks.items()
+        }
     dirs = result.get("plugin_dirs")
     if isinstance(dirs, list):
         result["plugin_dirs"] = [
             str(base / d) if isinstance(d, str) and not Path(d).is_absolute() else d for d in dirs
         ]
     return result
+
+
+def _with_key_path_resolved(sink: Any, base: Path) -> Any:
+    """A bundle's signing key path, like every path in the settings, is relative to the file."""
+    signing = sink.get("signing") if isinstance(sink, dict) else None
+    if not isinstance(signing, dict):
+        return sink
+    resolved = dict(signing)
+    for key in ("private_key_path", "key_path"):
+        if isinstance(resolved.get(key), str):
+            given = Path(resolved[key]).expanduser()
+            resolved[key] = str(given if given.is_absolute() else base / given)
+    return {**sink, "signing": resolved}
 
 
 def _resolve(
@@ -169,18 +194,26 @@ def _reference_problems(
 ) -> list[SettingsProblem]:
     problems: list[SettingsProblem] = []
 
+    def report(path: KeyPath, message: str) -> None:
+        problems.append(SettingsProblem(loaded.file, loaded.line_of(path), dotted(path), message))
+
+    def check_sinks(names: Sequence[str], *, frame_sinks: bool, path: KeyPath) -> None:
+        """Frame sinks belong to experiments and comparisons, report sinks under ``reports``."""
+        check(names, settings.sinks, "sink", path)
+        for name in names:
+            sink = settings.sinks.get(name)
+            if sink is None or isinstance(sink, ReportSinkSettings) != frame_sinks:
+                continue
+            if frame_sinks:
+                report(path, f"sink {name!r} is a suite-level {sink.type}; list it under reports")
+            else:
+                report(path, f"sink {name!r} writes frames ({sink.type}); it cannot be a report")
+
     def check(names: Sequence[str], table: Mapping[str, Any], what: str, path: KeyPath) -> None:
         for name in names:
             if name not in table:
                 known = ", ".join(sorted(table)) or "none are defined"
-                problems.append(
-                    SettingsProblem(
-                        loaded.file,
-                        loaded.line_of(path),
-                        dotted(path),
-                        f"unknown {what} {name!r}; defined: {known}",
-                    )
-                )
+                report(path, f"unknown {what} {name!r}; defined: {known}")
 
     for index, experiment in enumerate(experiments):
         where: KeyPath = ("experiments", index)
@@ -190,22 +223,24 @@ def _reference_problems(
         )
         check(experiment.row_plugins, settings.plugins, "plugin", (*where, "row_plugins"))
         check(experiment.aggregators, settings.plugins, "plugin", (*where, "aggregators"))
-        check(experiment.sinks, settings.sinks, "sink", (*where, "sinks"))
+        check_sinks(experiment.sinks, frame_sinks=True, path=(*where, "sinks"))
         budget = experiment.budget
         model = settings.models.get(experiment.model)
         model_name = (model.options().get("model") if model else None) or "mock-scorer"
         if budget.max_cost is not None and model_name not in settings.pricing:
-            problems.append(
-                SettingsProblem(
-                    loaded.file,
-                    loaded.line_of((*where, "budget")),
-                    dotted((*where, "budget")),
-                    f"budget.max_cost needs a price for model {model_name!r} under pricing",
-                )
+            report(
+                (*where, "budget"),
+                f"budget.max_cost needs a price for model {model_name!r} under pricing",
             )
     defaults = settings.defaults
     check(defaults.comparisons, settings.plugins, "plugin", ("defaults", "comparisons"))
-    check(defaults.comparison_sinks or [], settings.sinks, "sink", ("defaults", "comparison_sinks"))
+    check_sinks(
+        defaults.comparison_sinks or [], frame_sinks=True, path=("defaults", "comparison_sinks")
+    )
+    check_sinks(settings.reports, frame_sinks=False, path=("reports",))
+    repeated = sorted({name for name in settings.reports if settings.reports.count(name) > 1})
+    if repeated:
+        report(("reports",), f"reports lists {', '.join(repeated)} more than once")
     return problems
 
 

@@ -9,10 +9,25 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from elspeth.bundle import BundleConfig
 from elspeth.datasources import ConfiguredLevel, DatasourceConfig
-from elspeth.sinks import SinkConfig
+from elspeth.reports import ExcelReportConfig, HtmlReportConfig, MarkdownReportConfig
+from elspeth.sinks import CsvSinkConfig, JsonlSinkConfig, ParquetSinkConfig
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")]
+
+AnySinkConfig = Annotated[
+    CsvSinkConfig
+    | JsonlSinkConfig
+    | ParquetSinkConfig
+    | HtmlReportConfig
+    | MarkdownReportConfig
+    | ExcelReportConfig
+    | BundleConfig,
+    Field(discriminator="type"),
+]
+"""A sink's settings. The first three write an experiment's frames; the others are suite-level
+(listed under ``reports``) and see every experiment, comparison and the clearance plan."""
 
 
 class _Strict(BaseModel):
@@ -138,9 +153,14 @@ class SuiteSettings(_Strict):
     plugins: dict[Name, PluginSettings] = Field(default_factory=dict)
     plugin_dirs: list[Path] = Field(default_factory=list)
     workers: WorkerSettings = WorkerSettings()
-    sinks: dict[Name, Annotated[SinkConfig, Field(discriminator="type")]] = Field(min_length=1)
+    sinks: dict[Name, AnySinkConfig] = Field(min_length=1)
     defaults: Defaults = Defaults()
     experiments: list[ExperimentSettings] = Field(min_length=1)
+    reports: list[Name] = Field(
+        default_factory=list,
+        description="Suite-level sinks (html_report, markdown_report, excel_report, bundle) "
+        "written after every experiment and comparison.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_baseline(self) -> SuiteSettings:

@@ -63,6 +63,7 @@ class PluginInfo:
     """A plugin's declaration, as described by a worker that imported it."""
 
     name: str
+    version: str
     kind: PluginKind
     clearance: SecurityLevel
     output_floor: SecurityLevel | None
@@ -78,6 +79,7 @@ class PluginInfo:
             high = info["max_proxies"]
             result = cls(
                 name=str(info["name"]),
+                version=str(info["version"]),
                 kind=PluginKind(info["kind"]),
                 clearance=SecurityLevel.parse(info["clearance"]),
                 output_floor=SecurityLevel.parse(floor) if floor is not None else None,

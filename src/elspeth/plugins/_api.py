@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import abc
 import enum
+import hashlib
+import inspect
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
@@ -171,11 +175,27 @@ def validate_parameters(plugin: type[Plugin], parameters: Mapping[str, Any] | No
         raise ConfigurationError(f"plugin {plugin.name!r}: invalid parameters: {details}") from None
 
 
+def plugin_version(plugin: type[Plugin]) -> str:
+    """Which code a plugin is: its distribution and version, or for a plugin file loaded from a
+    plugin directory, the file's name and SHA-256 (such files have no version of their own)."""
+    top = plugin.__module__.split(".", 1)[0]
+    distributions = metadata.packages_distributions().get(top)
+    if distributions:
+        name = distributions[0]
+        return f"{name} {metadata.version(name)}"
+    source = inspect.getsourcefile(plugin)
+    if source is None:
+        return "unknown"
+    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    return f"file {Path(source).name} sha256:{digest}"
+
+
 def describe(plugin: type[Plugin], parameters: pydantic.BaseModel | None = None) -> dict[str, Any]:
     """A plugin's declaration as plain data (what the orchestrator plans with)."""
     low, high = PROXY_COUNTS[plugin.kind]
     return {
         "name": plugin.name,
+        "version": plugin_version(plugin),
         "kind": plugin.kind.value,
         "clearance": plugin.clearance.name,
         "output_floor": plugin.output_floor.name if plugin.output_floor else None,

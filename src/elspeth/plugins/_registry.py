@@ -27,9 +27,10 @@ BUILTIN_PLUGINS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "json_schema_validator": "elspeth.plugins.builtin._validators:JsonSchemaValidator",
         "regex_validator": "elspeth.plugins.builtin._validators:RegexValidator",
-        "score_delta": "elspeth.plugins.builtin._score_delta:ScoreDelta",
+        "score_comparison": "elspeth.plugins.builtin._score_comparison:ScoreComparison",
         "score_extractor": "elspeth.plugins.builtin._score_extractor:ScoreExtractor",
         "score_statistics": "elspeth.plugins.builtin._score_statistics:ScoreStatistics",
+        "score_summary": "elspeth.plugins.builtin._score_summary:ScoreSummary",
         "threshold_early_stop": (
             "elspeth.plugins.builtin._threshold_early_stop:ThresholdEarlyStop"
         ),

@@ -40,6 +40,7 @@ from elspeth.security._plan import (
     build_clearance_plan,
     require_clearance_plan,
 )
+from elspeth.security._redaction import REDACTED, is_secret_name, redact_secrets
 
 if TYPE_CHECKING:
     from elspeth.security._digest import DIGEST_VERSION, canonical_digest, canonical_digest_table
@@ -55,6 +56,7 @@ _LAZY = {
 __all__ = [
     "DIGEST_SIZE",
     "DIGEST_VERSION",
+    "REDACTED",
     "AuthorityError",
     "ClearanceError",
     "ClearancePlan",
@@ -79,8 +81,10 @@ __all__ = [
     "build_clearance_plan",
     "canonical_digest",
     "canonical_digest_table",
+    "is_secret_name",
     "join",
     "join_all",
+    "redact_secrets",
     "require_clearance_plan",
 ]
 

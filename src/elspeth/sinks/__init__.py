@@ -12,13 +12,27 @@ from elspeth.sinks._artifact import WrittenArtifact
 from elspeth.sinks._config import CsvSinkConfig, JsonlSinkConfig, ParquetSinkConfig, SinkConfig
 from elspeth.sinks._errors import SinkError
 from elspeth.sinks._files import PRIVATE_DIRECTORY_MODE, PRIVATE_FILE_MODE, TEMPORARY_SUFFIX
-from elspeth.sinks._formats import FORMULA_GUARD, FORMULA_PREFIXES, neutralise_formula
+from elspeth.sinks._formats import (
+    FORMULA_GUARD,
+    FORMULA_PREFIXES,
+    neutralise_formula,
+    write_parquet,
+)
 from elspeth.sinks._manifest import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     RunManifest,
     RunStatus,
     verify_run,
+)
+from elspeth.sinks._report import (
+    ComparisonReport,
+    ExperimentReport,
+    PluginRecord,
+    Release,
+    ReportSink,
+    ReportSinkSettings,
+    SuiteReport,
 )
 from elspeth.sinks._sink import Sink, open_sink
 
@@ -30,16 +44,24 @@ __all__ = [
     "PRIVATE_DIRECTORY_MODE",
     "PRIVATE_FILE_MODE",
     "TEMPORARY_SUFFIX",
+    "ComparisonReport",
     "CsvSinkConfig",
+    "ExperimentReport",
     "JsonlSinkConfig",
     "ParquetSinkConfig",
+    "PluginRecord",
+    "Release",
+    "ReportSink",
+    "ReportSinkSettings",
     "RunManifest",
     "RunStatus",
     "Sink",
     "SinkConfig",
     "SinkError",
+    "SuiteReport",
     "WrittenArtifact",
     "neutralise_formula",
     "open_sink",
     "verify_run",
+    "write_parquet",
 ]

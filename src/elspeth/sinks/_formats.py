@@ -116,8 +116,9 @@ def write_parquet(
     columns = list(datas[0].columns)
     for position, data in enumerate(datas):
         _require_columns(list(data.columns), columns, position, destination)
-    data = datas[0] if len(datas) == 1 else pd.concat(datas)
-    table = pa.Table.from_pandas(data)
+    data = datas[0] if len(datas) == 1 else pd.concat(datas, ignore_index=True)
+    # The index is the row's position in its chunk, not data: it is never written.
+    table = pa.Table.from_pandas(data, preserve_index=False)
     metadata = {**(table.schema.metadata or {}), PARQUET_CLASSIFICATION_KEY: level.name.encode()}
     table = table.replace_schema_metadata(metadata)
     pq.write_table(table, handle, compression=config.compression)

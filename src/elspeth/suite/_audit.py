@@ -38,9 +38,13 @@ class AuditLog:
 
     def _flush_periodically(self) -> None:
         while not self._closed.wait(FLUSH_INTERVAL_SECONDS):
-            with self._lock:
-                if not self._file.closed:
-                    self._file.flush()
+            self.flush()
+
+    def flush(self) -> None:
+        """Push buffered lines to the file now (before something copies the log)."""
+        with self._lock:
+            if not self._file.closed:
+                self._file.flush()
 
     def record(self, event: str, **fields: Any) -> None:
         line = json.dumps(

@@ -19,6 +19,7 @@ from elspeth.security import (
     build_clearance_plan,
     join,
 )
+from elspeth.sinks import ReportSinkSettings
 
 DATASOURCE = "datasource"
 
@@ -41,6 +42,10 @@ def comparison_component(comparison: str, variant: str) -> str:
 
 def comparison_sink_component(comparison: str, variant: str, sink: str) -> str:
     return f"compare/{comparison}:{variant}/sink:{sink}"
+
+
+def report_component(sink: str) -> str:
+    return f"report:{sink}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +75,20 @@ def build_suite_plan(suite: Suite, infos: Mapping[str, PluginInfo]) -> SuitePlan
     settings = suite.settings
     components: list[ComponentSpec] = [settings.datasource.component_spec(DATASOURCE)]
     last: dict[str, str] = {}
+    # Everything a suite-level report shows: each experiment's rows and aggregates, and every
+    # comparison. A report is cleared for all of it or refused before any data is read.
+    reported: list[str] = []
     for experiment in suite.experiments:
         components.extend(_experiment_chain(suite, experiment, infos, last))
+        reported.append(last[experiment.name])
+        reported.extend(plugin_component(experiment.name, a) for a in experiment.aggregators)
     baseline = suite.baseline.name
     for comparison in settings.defaults.comparisons:
         for variant in suite.experiments:
             if variant.baseline:
                 continue
             name = comparison_component(comparison, variant.name)
+            reported.append(name)
             inputs = (last[baseline], last[variant.name])
             components.append(
                 _plugin_spec(name, settings.plugins[comparison], infos[comparison], inputs)
@@ -91,6 +102,11 @@ def build_suite_plan(suite: Suite, infos: Mapping[str, PluginInfo]) -> SuitePlan
                 )
                 for sink in suite.comparison_sinks
             )
+    for sink in settings.reports:
+        report = settings.sinks[sink]
+        if not isinstance(report, ReportSinkSettings):  # the loader refuses this already
+            raise TypeError(f"sink {sink!r} is not a report sink")
+        components.append(report.component_spec(report_component(sink), tuple(reported)))
     return SuitePlan(build_clearance_plan(PipelineSpec(tuple(components))), last)
 
 

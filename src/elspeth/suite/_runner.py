@@ -8,7 +8,9 @@ Order of a run (each step fails closed):
 4. per experiment, every chunk's rows are verified against the model's clearance and sent
    through the LLM stage; finished answers are checkpointed (MAC'd by the daemon); each
    completed chunk becomes a derived frame and goes through the row plugins in workers;
-5. aggregators, sinks, then baseline comparisons; the manifest says ``complete`` last.
+5. aggregators, sinks, then baseline comparisons;
+6. suite-level reports and bundles, each seeing every experiment and comparison; the manifest
+   says ``complete`` last.
 """
 
 from __future__ import annotations
@@ -59,7 +61,16 @@ from elspeth.orchestrator import (
 from elspeth.plugins import PluginKind
 from elspeth.security import ClearancePlan, ClearancePlanError, SecureDataFrame, SecurityLevel
 from elspeth.sidecar import SidecarClient
-from elspeth.sinks import RunManifest, open_sink
+from elspeth.sinks import (
+    ComparisonReport,
+    ExperimentReport,
+    PluginRecord,
+    ReportSinkSettings,
+    RunManifest,
+    Sink,
+    SuiteReport,
+    open_sink,
+)
 from elspeth.suite._audit import AuditLog
 from elspeth.suite._authority import open_authority
 from elspeth.suite._checkpoint import Answer, CheckpointWriter, read_checkpoint
@@ -71,6 +82,7 @@ from elspeth.suite._plan import (
     plugin_component,
 )
 from elspeth.suite._progress import Progress
+from elspeth.suite._reports import open_report_sink
 
 log = logging.getLogger("elspeth.suite")
 
@@ -110,6 +122,7 @@ class RunSummary:
     status: str
     experiments: list[ExperimentSummary]
     comparisons: list[str]
+    reports: list[str] = field(default_factory=list)
     reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,6 +133,7 @@ class RunSummary:
             "reason": self.reason,
             "experiments": [e.as_dict() for e in self.experiments],
             "comparisons": self.comparisons,
+            "reports": self.reports,
         }
 
 
@@ -292,6 +306,7 @@ class SuiteRunner:
         audit = AuditLog(self.run_dir / "audit.jsonl", self.run_id)
         summaries: list[ExperimentSummary] = []
         comparisons: list[str] = []
+        reports: list[str] = []
         audit.record(
             "run_started", suite=self.suite.settings.suite.name, resumed=bool(self.options.resume)
         )
@@ -312,16 +327,19 @@ class SuiteRunner:
                 suite_plan = self._require_plan(infos, audit)
                 chunks = self._load(authority, audit)
                 context = _Context(authority, runtime, suite_plan, infos, manifest, audit)
-                results: dict[str, list[SecureDataFrame]] = {}
+                experiments: list[ExperimentReport] = []
                 for experiment in self.suite.experiments:
-                    summary, frames = self._run_experiment(context, experiment, chunks)
+                    summary, done = self._run_experiment(context, experiment, chunks)
                     summaries.append(summary)
-                    results[experiment.name] = frames
+                    experiments.append(done)
                     if summary.partial:
                         raise RunFailedError(
                             f"experiment {experiment.name} stopped early: {summary.stop_reason}"
                         )
-                comparisons = self._compare(context, results)
+                comparisons, compared = self._compare(
+                    context, {e.name: e.results for e in experiments}
+                )
+                reports = self._write_reports(context, experiments, compared)
         except BaseException as error:
             reason = _reason(error)
             manifest.partial(reason)
@@ -331,7 +349,7 @@ class SuiteRunner:
         manifest.complete()
         audit.record("run_complete")
         audit.close()
-        return RunSummary(self.run_id, self.run_dir, "complete", summaries, comparisons)
+        return RunSummary(self.run_id, self.run_dir, "complete", summaries, comparisons, reports)
 
     def _require_plan(self, infos: Mapping[str, PluginInfo], audit: AuditLog) -> SuitePlan:
         suite_plan = build_suite_plan(self.suite, infos)
@@ -377,7 +395,7 @@ class SuiteRunner:
 
     def _run_experiment(
         self, context: _Context, experiment: Experiment, chunks: Sequence[SecureDataFrame]
-    ) -> tuple[ExperimentSummary, list[SecureDataFrame]]:
+    ) -> tuple[ExperimentSummary, ExperimentReport]:
         assert self.progress is not None
         checkpoint = self.run_dir / f"checkpoint-{experiment.name}.jsonl"
         fingerprint = self._fingerprint(experiment, chunks)
@@ -434,10 +452,20 @@ class SuiteRunner:
         context.audit.record(
             "llm_stage_done", experiment=experiment.name, **stage_summary.as_dict()
         )
+        aggregates: dict[str, SecureDataFrame] = {}
         if frames:
             # A budget stop still writes the finished chunks; the manifest then says partial.
-            self._aggregate_and_write(context, experiment, frames, summary)
-        return summary, frames
+            aggregates = self._aggregate_and_write(context, experiment, frames, summary)
+        return summary, ExperimentReport(
+            name=experiment.name,
+            baseline=experiment.baseline,
+            model=experiment.model,
+            prompt_pack=experiment.prompt_pack,
+            criteria=tuple(pack.criteria),
+            summary=summary.as_dict(),
+            results=tuple(frames),
+            aggregates=aggregates,
+        )
 
     def _stage(
         self,
@@ -525,10 +553,11 @@ class SuiteRunner:
         experiment: Experiment,
         frames: Sequence[SecureDataFrame],
         summary: ExperimentSummary,
-    ) -> None:
+    ) -> dict[str, SecureDataFrame]:
         settings = self.suite.settings
         plan, manifest, audit = context.plan, context.manifest, context.audit
         outputs: list[tuple[str, list[SecureDataFrame]]] = [("results", list(frames))]
+        aggregates: dict[str, SecureDataFrame] = {}
         for plugin in experiment.aggregators:
             component = plugin_component(experiment.name, plugin)
             instance = settings.plugins[plugin]
@@ -543,8 +572,9 @@ class SuiteRunner:
                 aggregate = result.produced[0]
                 self._expect_level(aggregate, plan.level_of(component))
                 outputs.append((plugin, [aggregate]))
+                aggregates[plugin] = aggregate
         for sink_name in experiment.sinks:
-            sink = open_sink(settings.sinks[sink_name])
+            sink = self._frame_sink(sink_name)
             for label, output in outputs:
                 path = manifest.path_for(f"{experiment.name}__{label}__{sink_name}{sink.suffix}")
                 artifact = sink.write_chunks(output, path)
@@ -559,14 +589,16 @@ class SuiteRunner:
                     rows=artifact.rows,
                     seal_audit_ids=list(artifact.seal_audit_ids),
                 )
+        return aggregates
 
     def _compare(
         self, context: _Context, results: Mapping[str, Sequence[SecureDataFrame]]
-    ) -> list[str]:
+    ) -> tuple[list[str], list[ComparisonReport]]:
         settings = self.suite.settings
         plan, manifest, audit = context.plan, context.manifest, context.audit
         baseline = self.suite.baseline.name
         written: list[str] = []
+        compared_all: list[ComparisonReport] = []
         for comparison in settings.defaults.comparisons:
             instance = settings.plugins[comparison]
             for variant in self.suite.experiments:
@@ -586,8 +618,9 @@ class SuiteRunner:
                     continue
                 compared = result.produced[0]
                 self._expect_level(compared, plan.level_of(component))
+                compared_all.append(ComparisonReport(comparison, baseline, variant.name, compared))
                 for sink_name in self.suite.comparison_sinks:
-                    sink = open_sink(settings.sinks[sink_name])
+                    sink = self._frame_sink(sink_name)
                     path = manifest.path_for(
                         f"compare__{comparison}__{variant.name}__{sink_name}{sink.suffix}"
                     )
@@ -600,9 +633,66 @@ class SuiteRunner:
                         sink=sink_name,
                         output=path.name,
                     )
+        return written, compared_all
+
+    def _write_reports(
+        self,
+        context: _Context,
+        experiments: Sequence[ExperimentReport],
+        comparisons: Sequence[ComparisonReport],
+    ) -> list[str]:
+        """The suite-level sinks, last: each sees every experiment and comparison."""
+        settings = self.suite.settings
+        if not settings.reports:
+            return []
+        manifest, audit = context.manifest, context.audit
+        written: list[str] = []
+        for sink_name in settings.reports:
+            sink = open_report_sink(settings.sinks[sink_name])
+            audit.flush()
+            report = SuiteReport(
+                suite=settings.suite.name,
+                description=settings.suite.description,
+                run_id=self.run_id,
+                created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                experiments=tuple(experiments),
+                comparisons=tuple(comparisons),
+                plan=context.plan,
+                settings=self.suite.recordable_settings(),
+                plugins=tuple(
+                    PluginRecord(
+                        instance=name,
+                        plugin=info.name,
+                        kind=info.kind.value,
+                        version=info.version,
+                        parameters=info.parameters or {},
+                    )
+                    for name, info in sorted(context.infos.items())
+                ),
+                artifacts=tuple(manifest.artifacts),
+                audit_log=audit.path,
+            )
+            path = manifest.path_for(sink.file_name(sink_name, report.level))
+            artifact = sink.write(report, path)
+            manifest.add(artifact)
+            written.append(path.name)
+            audit.record(
+                "report_written",
+                sink=sink_name,
+                output=path.name,
+                format=artifact.format,
+                level=artifact.level.name,
+                seal_audit_ids=list(artifact.seal_audit_ids),
+            )
         return written
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _frame_sink(self, name: str) -> Sink:
+        config = self.suite.settings.sinks[name]
+        if isinstance(config, ReportSinkSettings):  # the loader refuses this already
+            raise TypeError(f"sink {name!r} is a suite-level sink, not a frame sink")
+        return open_sink(config)
 
     @staticmethod
     def _expect_level(frame: SecureDataFrame, planned: SecurityLevel) -> None:
@@ -775,7 +865,9 @@ def _with_answers(
     repeats: int,
     first_row: int,
 ) -> pd.DataFrame:
-    """The chunk's rows plus ``_row``, ``<criterion>_response`` and ``<criterion>_outcome``."""
+    """The chunk's rows plus ``_row`` and, per criterion, the answer and what it cost:
+    ``<c>_response``, ``<c>_outcome``, ``<c>_prompt_tokens``, ``<c>_completion_tokens``,
+    ``<c>_cost`` and ``<c>_latency_ms`` (unknown for an answer restored from a checkpoint)."""
     frame = data.reset_index(drop=True)
     ordinals = list(range(first_row, first_row + len(frame)))
     pieces = []
@@ -785,23 +877,46 @@ def _with_answers(
         if repeats > 1:
             block.insert(1, "_repeat", repeat)
         for criterion in criteria:
-            texts: list[str | None] = []
-            outcomes: list[str] = []
-            for row in ordinals:
-                result = results.get((row, criterion, repeat))
-                if isinstance(result, Answer):
-                    texts.append(result.text)
-                    outcomes.append(Outcome.OK.value)
-                elif result is None:
-                    texts.append(None)
-                    outcomes.append(Outcome.ERROR.value)
-                else:
-                    texts.append(result.text if result.outcome is Outcome.OK else None)
-                    outcomes.append(result.outcome.value)
+            answers = [_answer_columns(results.get((row, criterion, repeat))) for row in ordinals]
+            texts, outcomes, prompt, completion, cost, latency = zip(*answers, strict=True)
             block[f"{criterion}_response"] = pd.Series(texts, dtype="str")
-            block[f"{criterion}_outcome"] = outcomes
+            block[f"{criterion}_outcome"] = list(outcomes)
+            block[f"{criterion}_prompt_tokens"] = pd.array(prompt, dtype="Int64")
+            block[f"{criterion}_completion_tokens"] = pd.array(completion, dtype="Int64")
+            block[f"{criterion}_cost"] = pd.array(cost, dtype="float64")
+            block[f"{criterion}_latency_ms"] = pd.array(latency, dtype="float64")
         pieces.append(block)
     return pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+
+
+_NO_ANSWER = (None, Outcome.ERROR.value, None, None, None, None)
+
+
+def _answer_columns(
+    result: RowResult | Answer | None,
+) -> tuple[str | None, str, int | None, int | None, float | None, float | None]:
+    """(text, outcome, prompt tokens, completion tokens, cost, latency in ms) of one answer."""
+    if result is None:
+        return _NO_ANSWER
+    if isinstance(result, Answer):
+        return (
+            result.text,
+            Outcome.OK.value,
+            result.prompt_tokens,
+            result.completion_tokens,
+            float(result.cost),
+            None,
+        )
+    if result.outcome is not Outcome.OK:
+        return (None, result.outcome.value, None, None, float(result.cost), result.latency_s * 1000)
+    return (
+        result.text,
+        result.outcome.value,
+        result.prompt_tokens,
+        result.completion_tokens,
+        float(result.cost),
+        result.latency_s * 1000,
+    )
 
 
 def _early_stop(frame: SecureDataFrame) -> bool:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import pandas as pd
+
+OUTCOME_SUFFIX: Final = "_outcome"
+"""The suite runner's ``<c>_outcome`` column of LLM criterion ``<c>``: ``ok`` or ``error``."""
+ERROR_OUTCOME: Final = "error"
+"""An infrastructure failure (timeout, 5xx, ...): no usable answer, as opposed to a bad one."""
 
 
 def as_column_list(value: Any) -> Any:

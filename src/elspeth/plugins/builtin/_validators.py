@@ -17,15 +17,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 import pydantic
 
 from elspeth.plugins._api import FrameProxy, Plugin, PluginContext, PluginKind
-from elspeth.plugins.builtin._columns import require_columns
+from elspeth.plugins.builtin._columns import ERROR_OUTCOME, OUTCOME_SUFFIX, require_columns
 from elspeth.security import SecurityLevel
 
 if TYPE_CHECKING:
     import jsonschema
 
 RESPONSE_SUFFIX: Final = "_response"
-OUTCOME_SUFFIX: Final = "_outcome"
-ERROR_OUTCOME: Final = "error"
 MISSING_REASON: Final = "missing"
 ERROR_REASON: Final = "outcome error"
 

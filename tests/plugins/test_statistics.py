@@ -1,0 +1,719 @@
+"""``score_summary`` and ``score_comparison`` checked against known values.
+
+References are independent of scipy: arithmetic done by hand (written out next to each number),
+Student t quantiles from printed tables, closed forms, a numerical integration of Student's t
+density written here, and R's published results for Student's ``sleep`` data (R's
+``example(t.test)`` / ``wilcox.test`` output). Each plugin also runs through a real sandboxed
+worker, which proves scipy imports under Landlock, seccomp and the lowered limits, and that a
+summary's level is the join of its inputs' levels.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from elspeth.errors import ConfigurationError
+from elspeth.orchestrator import PluginFailedError
+from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.plugins import PluginKind, validate_parameters
+from elspeth.plugins.builtin._score_comparison import (
+    COMPARISON_COLUMNS,
+    ScoreComparison,
+    ScoreComparisonParameters,
+    choose_test,
+    cliffs_delta,
+    compare_frames,
+    effect_magnitude,
+)
+from elspeth.plugins.builtin._score_summary import (
+    SUMMARY_COLUMNS,
+    ScoreSummary,
+    ScoreSummaryParameters,
+    summarise_criteria,
+)
+from elspeth.security import SecurityLevel
+from tests.orchestrator import conftest as orchestrator_fixtures
+from tests.orchestrator.conftest import MakeFrame
+from tests.orchestrator.test_runtime import wait_for_text
+from tests.plugins.test_builtin_plugins import nulls_as_none, run_one
+
+daemon = orchestrator_fixtures.daemon
+authority = orchestrator_fixtures.authority
+shared_runtime = orchestrator_fixtures.shared_runtime
+make_frame = orchestrator_fixtures.make_frame
+
+L = SecurityLevel
+NAN = math.nan
+
+# Student's sleep data (extra hours of sleep under two drugs, the same ten patients).
+SLEEP_DRUG_1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
+SLEEP_DRUG_2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
+
+# Two-sided 95% Student t quantiles t(0.975, df) from printed tables.
+T_975 = {2: 4.302653, 3: 3.182446, 4: 2.776445, 9: 2.262157}
+
+
+def summary_params(**values: Any) -> ScoreSummaryParameters:
+    parameters: ScoreSummaryParameters = validate_parameters(ScoreSummary, values)
+    return parameters
+
+
+def comparison_params(**values: Any) -> ScoreComparisonParameters:
+    parameters: ScoreComparisonParameters = validate_parameters(ScoreComparison, values)
+    return parameters
+
+
+def compare_one(baseline: pd.DataFrame, variant: pd.DataFrame, **values: Any) -> dict[str, Any]:
+    (row,) = compare_frames(baseline, variant, comparison_params(**values)).to_dict("records")
+    return row
+
+
+def scores_frame(scores: list[float], rows: list[int] | None = None) -> pd.DataFrame:
+    """Scores of criterion ``q`` with the pairing key ``_row`` (0, 1, ... unless given)."""
+    return pd.DataFrame(
+        {"_row": rows if rows is not None else range(len(scores)), "q_score": scores}
+    )
+
+
+def unpaired(baseline: list[float], variant: list[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two frames whose keys never match, so only the independent analysis runs."""
+    return scores_frame(baseline), scores_frame(variant, [1000 + i for i in range(len(variant))])
+
+
+def all_sandboxed(runtime: PluginRuntime, level: SecurityLevel) -> bool:
+    """Every worker of the level's pool runs under Landlock and seccomp (and the limits)."""
+    workers = runtime.pool(level).workers
+    return bool(workers) and all(worker.sandbox_report["full"] is True for worker in workers)
+
+
+def student_t_two_sided_p(t: float, df: float, steps: int = 4000) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom (real, not only integer), by
+    Simpson's rule over the density on [0, |t|]: an independent check, not scipy."""
+    scale = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+
+    def density(x: float) -> float:
+        return scale * (1 + x * x / df) ** (-(df + 1) / 2)
+
+    h = abs(t) / steps
+    weights = (1 if i in (0, steps) else 4 if i % 2 else 2 for i in range(steps + 1))
+    area = h / 3 * sum(w * density(i * h) for i, w in zip(range(steps + 1), weights, strict=True))
+    return 1 - 2 * area
+
+
+def student_t_quantile_975(df: float) -> float:
+    """t(0.975, df) by bisection on :func:`student_t_two_sided_p`."""
+    low, high = 0.0, 50.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if student_t_two_sided_p(middle, df) > 0.05 else (low, middle)
+    return (low + high) / 2
+
+
+def test_unit_the_reference_helpers_reproduce_printed_t_tables() -> None:
+    for df, quantile in T_975.items():
+        assert student_t_quantile_975(df) == pytest.approx(quantile, abs=1e-6)
+
+
+# --- score_summary ---------------------------------------------------------------------------
+
+
+def runner_rows() -> pd.DataFrame:
+    """Six rows of two criteria in the suite runner's shape. ``clarity`` has every metric column;
+    ``tone`` has none. Row 4 is an infrastructure ERROR of ``clarity`` (with a stray score, a cost
+    and tokens, to show what counts where); row 2 is answered without a readable score (a FAIL)."""
+    return pd.DataFrame(
+        {
+            "text": [f"item {i}" for i in range(6)],
+            "_row": range(6),
+            "clarity_response": ["4", "2", "unsure", "5", None, "3"],
+            "clarity_outcome": ["ok", "ok", "ok", "ok", "error", "ok"],
+            "clarity_score": [4.0, 2.0, NAN, 5.0, 1.0, 3.0],
+            "clarity_prompt_tokens": pd.array([10, 12, 11, 13, 9, 14], dtype="Int64"),
+            "clarity_completion_tokens": pd.array([5, 6, None, 7, None, 8], dtype="Int64"),
+            "clarity_cost": [0.01, 0.02, 0.01, 0.03, 0.05, 0.02],
+            "clarity_latency_ms": [100.0, 200.0, 300.0, 400.0, 5000.0, NAN],
+            "tone_outcome": ["ok", "ok", "error", "error", "ok", "ok"],
+            "tone_score": [3.0, 3.0, NAN, NAN, 1.0, NAN],
+        }
+    )
+
+
+@pytest.mark.integration
+def test_score_summary_through_a_worker_over_chunks_of_two_levels(
+    shared_runtime: PluginRuntime, make_frame: MakeFrame
+) -> None:
+    data = runner_rows()
+    frames = [
+        make_frame(data.iloc[:3], L.OFFICIAL),
+        make_frame(data.iloc[3:].reset_index(drop=True), L.OFFICIAL_SENSITIVE),
+    ]
+    produced = run_one(
+        shared_runtime,
+        "score_summary",
+        {"criteria": ["clarity", "tone"], "pass_threshold": 3},
+        frames,
+        plan_level=L.OFFICIAL_SENSITIVE,
+    )
+    assert produced.security_level is L.OFFICIAL_SENSITIVE  # the join of OFFICIAL and O_S
+    assert all_sandboxed(shared_runtime, L.OFFICIAL_SENSITIVE)
+    summary = produced.data.set_index("criterion")
+    assert list(produced.data.columns) == list(SUMMARY_COLUMNS)
+    clarity, tone = summary.loc["clarity"], summary.loc["tone"]
+    # 6 rows, 1 ERROR (row 4): 5 answered; scored: 4, 2, 5, 3 (row 2 unreadable, row 4 errored).
+    assert clarity[["rows", "answered", "errors", "scored"]].tolist() == [6, 5, 1, 4]
+    assert clarity["error_rate"] == pytest.approx(1 / 6)
+    # mean (4+2+5+3)/4 = 3.5; squared deviations .25+2.25+2.25+.25 = 5, std = sqrt(5/3).
+    assert clarity["mean"] == pytest.approx(3.5)
+    assert clarity["std"] == pytest.approx(math.sqrt(5 / 3))
+    assert clarity["median"] == pytest.approx(3.5)
+    # CI: 3.5 -/+ t(.975, 3) * sqrt(5/3) / 2 = 3.5 -/+ 3.182446 * 0.645497 = 3.5 -/+ 2.054260.
+    assert clarity["ci_low"] == pytest.approx(1.445740, abs=1e-6)
+    assert clarity["ci_high"] == pytest.approx(5.554260, abs=1e-6)
+    assert clarity["confidence"] == 0.95
+    # Passing (>= 3): 4, 5, 3. FAIL: the 2 and the unreadable answer. The ERROR is neither.
+    assert clarity[["pass_threshold", "passed", "failed"]].tolist() == [3.0, 3, 2]
+    assert clarity["pass_rate"] == pytest.approx(3 / 5)
+    # Token totals over every row: 10+12+11+13+9+14 = 69 and 5+6+7+8 = 26. Per answered row with
+    # both counts: 15, 18, 20, 22 -> p50 = (18+20)/2 = 19; p95 at position 0.95*3 = 2.85:
+    # 20 + 0.85 * (22-20) = 21.7.
+    assert clarity[["prompt_tokens", "completion_tokens"]].tolist() == [69, 26]
+    assert clarity["tokens_p50"] == pytest.approx(19.0)
+    assert clarity["tokens_p95"] == pytest.approx(21.7)
+    # Cost total 0.01+0.02+0.01+0.03+0.05+0.02 = 0.14; answered rows sorted .01 .01 .02 .02 .03:
+    # p50 = .02, p95 at 0.95*4 = 3.8: .02 + .8 * .01 = .028.
+    assert clarity["cost"] == pytest.approx(0.14)
+    assert clarity["cost_p50"] == pytest.approx(0.02)
+    assert clarity["cost_p95"] == pytest.approx(0.028)
+    # Known latencies of answered rows 100 200 300 400 (the error's 5000 and the unknown left
+    # out): p50 = 250, p95 at 0.95*3 = 2.85: 300 + .85 * 100 = 385.
+    assert clarity["latency_p50_ms"] == pytest.approx(250.0)
+    assert clarity["latency_p95_ms"] == pytest.approx(385.0)
+    # tone: 2 ERRORs, 4 answered, scores 3, 3, 1: mean 7/3, passed 2, failed 2 (the 1, a null).
+    assert tone[["rows", "answered", "errors", "scored", "passed", "failed"]].tolist() == [
+        6,
+        4,
+        2,
+        3,
+        2,
+        2,
+    ]
+    assert tone["mean"] == pytest.approx(7 / 3)
+    assert tone["pass_rate"] == pytest.approx(0.5)
+    metrics = SUMMARY_COLUMNS[SUMMARY_COLUMNS.index("prompt_tokens") :]
+    assert nulls_as_none(tone[list(metrics)]) == [None] * len(metrics)
+
+
+@pytest.mark.integration
+def test_score_summary_names_a_missing_column_without_quoting_values(
+    shared_runtime: PluginRuntime, make_frame: MakeFrame
+) -> None:
+    secret = "SUMMARY-SECRET-CELL-31337"
+    data = runner_rows().drop(columns="clarity_outcome").assign(text=secret)
+    with pytest.raises(PluginFailedError, match="'score_summary'") as failure:
+        shared_runtime.run(
+            "score_summary",
+            {"criteria": "clarity"},
+            [make_frame(data)],
+            chunk_id="c1",
+            plan_level=L.OFFICIAL,
+        )
+    message = str(failure.value)
+    assert secret not in message
+    log_path = Path(message.split("error text is in ")[1].split(" (classified", maxsplit=1)[0])
+    assert wait_for_text(log_path, "score_summary column(s) ['clarity_outcome'] not in the frame")
+    assert secret not in log_path.read_text()
+
+
+def test_unit_summary_known_intervals() -> None:
+    # R, t.test(sleep$extra[1:10]): mean 0.75, 95 percent CI -0.5297804 2.0297804.
+    sleep = pd.DataFrame({"s_outcome": "ok", "s_score": SLEEP_DRUG_1})
+    (row,) = summarise_criteria(sleep, summary_params(criteria="s")).to_dict("records")
+    assert row["mean"] == pytest.approx(0.75)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((-0.5297804, 2.0297804), abs=1e-7)
+    # 2, 4, 6: mean 4, std 2, standard error 2/sqrt(3) = 1.154701; t(.975, 2) = 4.302653:
+    # 4 -/+ 4.968275. At 90%, t(.95, 2) = 2.919986 (table): 4 -/+ 3.371708.
+    small = pd.DataFrame({"s_outcome": "ok", "s_score": [2.0, 4.0, 6.0]})
+    for confidence, half_width in ((0.95, 4.968275), (0.90, 3.371708)):
+        params = summary_params(criteria="s", confidence=confidence)
+        (row,) = summarise_criteria(small, params).to_dict("records")
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+            (4 - half_width, 4 + half_width), abs=1e-6
+        )
+        assert row["confidence"] == confidence
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize(
+    ("scores", "std_is_nan"),
+    [([], True), ([4.0], True), ([0.1, 0.1, 0.1], False), ([NAN, "n/a"], True)],
+)
+def test_unit_summary_interval_is_nan_below_two_distinct_values(
+    scores: list[Any], std_is_nan: bool
+) -> None:
+    data = pd.DataFrame(
+        {"s_outcome": ["ok"] * len(scores), "s_score": pd.Series(scores, dtype=object)}
+    )
+    (row,) = summarise_criteria(data, summary_params(criteria="s")).to_dict("records")
+    assert math.isnan(row["ci_low"])
+    assert math.isnan(row["ci_high"])
+    assert math.isnan(row["std"]) is std_is_nan
+
+
+def test_unit_summary_without_threshold_or_answers_gives_nulls() -> None:
+    data = pd.DataFrame(
+        {"s_outcome": ["error", "error"], "s_rating": [NAN, NAN], "s_prompt_tokens": [3, 4]}
+    )
+    params = summary_params(criteria="s", score_column="{criterion}_rating")
+    (row,) = summarise_criteria(data, params).to_dict("records")
+    assert [row[c] for c in ("rows", "answered", "errors", "scored")] == [2, 0, 2, 0]
+    assert row["error_rate"] == 1.0
+    assert (
+        nulls_as_none(pd.Series([row[c] for c in ("pass_threshold", "passed", "failed")]))
+        == [None] * 3
+    )
+    # Tokens spent on the errors count in the total; with no completion column there is no
+    # per-answer token count, and with no answers no percentile.
+    assert row["prompt_tokens"] == 7
+    assert pd.isna(row["completion_tokens"])
+    assert pd.isna(row["tokens_p50"])
+    with_threshold = summary_params(
+        criteria="s", score_column="{criterion}_rating", pass_threshold=1
+    )
+    (row,) = summarise_criteria(data, with_threshold).to_dict("records")
+    assert (row["passed"], row["failed"]) == (0, 0)
+    assert pd.isna(row["pass_rate"])
+
+
+def test_unit_summary_of_an_empty_frame_keeps_its_columns() -> None:
+    data = runner_rows().iloc[:0]
+    summary = summarise_criteria(data, summary_params(criteria=["clarity", "tone"]))
+    assert list(summary.columns) == list(SUMMARY_COLUMNS)
+    assert summary["rows"].tolist() == [0, 0]
+    assert summary["mean"].isna().all()
+
+
+# --- score_comparison --------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_score_comparison_through_a_worker_matches_r_on_the_sleep_data(
+    shared_runtime: PluginRuntime, make_frame: MakeFrame
+) -> None:
+    baseline = pd.DataFrame({"_row": range(10), "extra_score": SLEEP_DRUG_1})
+    variant = pd.DataFrame({"_row": range(10), "extra_score": SLEEP_DRUG_2})
+    frames = [make_frame(baseline, L.OFFICIAL_SENSITIVE), make_frame(variant, L.OFFICIAL)]
+    produced = run_one(
+        shared_runtime,
+        "score_comparison",
+        {"criteria": "extra", "test": "welch_t"},
+        frames,
+        plan_level=L.OFFICIAL_SENSITIVE,
+    )
+    assert produced.security_level is L.OFFICIAL_SENSITIVE
+    assert all_sandboxed(shared_runtime, L.OFFICIAL_SENSITIVE)
+    assert list(produced.data.columns) == list(COMPARISON_COLUMNS)
+    (row,) = produced.data.to_dict("records")
+    # R: t.test(extra ~ group, data = sleep) (groups swapped: variant - baseline):
+    # t = -1.8608, df = 17.776, p-value = 0.07939, 95 percent CI -3.3654832 0.2054832.
+    assert (row["baseline_count"], row["variant_count"]) == (10, 10)
+    assert (row["baseline_mean"], row["variant_mean"]) == pytest.approx((0.75, 2.33))
+    assert row["difference"] == pytest.approx(1.58)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((-0.2054832, 3.3654832), abs=1e-7)
+    assert row["test"] == "welch_t"
+    assert row["statistic"] == pytest.approx(1.8608, abs=1e-4)
+    assert row["p_value"] == pytest.approx(0.07939, abs=1e-5)
+    # R: t.test(extra ~ group, data = sleep, paired = TRUE): t = -4.0621, df = 9,
+    # p-value = 0.002833, 95 percent CI -2.4598858 -0.7001142, mean difference -1.58.
+    assert row["paired_rows"] == 10
+    assert row["paired_test"] == "paired_t"
+    assert row["paired_mean_difference"] == pytest.approx(1.58)
+    assert (row["paired_ci_low"], row["paired_ci_high"]) == pytest.approx(
+        (0.7001142, 2.4598858), abs=1e-7
+    )
+    assert row["paired_p_value"] == pytest.approx(0.002833, abs=1e-6)
+    # Cliff's delta: R's wilcox.test gives W = 25.5 for drug 1, so U = 100 - 25.5 = 74.5 for
+    # drug 2 and delta = 2 * 74.5 / 100 - 1 = 0.49 (>= 0.474: large).
+    assert row["cliffs_delta"] == pytest.approx(0.49)
+    assert row["effect_magnitude"] == "large"
+    # The independent test alone is not significant; the pairs (which decide) are.
+    assert row["significant"] is True
+    assert row["verdict"] == (
+        "extra: variant better than baseline by +1.58 "
+        "(95% CI +0.70 to +2.46; paired t p=0.003; Cliff's delta 0.49, large)"
+    )
+
+
+def test_unit_mann_whitney_on_the_sleep_data_matches_r() -> None:
+    # R: wilcox.test(extra ~ group, data = sleep): W = 25.5, p-value = 0.06933 (normal
+    # approximation with tie and continuity corrections, as scipy's default for tied data).
+    row = compare_one(*unpaired(SLEEP_DRUG_1, SLEEP_DRUG_2), criteria="q")
+    assert row["test"] == "mann_whitney_u"  # auto: 10 values are a small sample
+    assert row["statistic"] == pytest.approx(100 - 25.5)
+    assert row["p_value"] == pytest.approx(0.06933, abs=1e-5)
+    assert row["paired_rows"] == 0
+    assert row["paired_test"] is None
+    assert row["significant"] is False
+    assert row["verdict"] == (
+        "q: no significant difference (+1.58, 95% CI -0.21 to +3.37; Mann-Whitney U p=0.069; "
+        "Cliff's delta 0.49, large)"
+    )
+
+
+def test_unit_welch_by_hand() -> None:
+    # baseline 2 4 6: mean 4, variance 4; variant 5 7 9 11 13: mean 9, variance 10.
+    # Standard error sqrt(4/3 + 10/5) = sqrt(10/3) = 1.825742; t = 5 / 1.825742 = 2.738613;
+    # Welch df = (10/3)^2 / ((4/3)^2/2 + 2^2/4) = (100/9) / (17/9) = 100/17.
+    row = compare_one(*unpaired([2, 4, 6], [5, 7, 9, 11, 13]), criteria="q", test="welch_t")
+    standard_error = math.sqrt(10 / 3)
+    df = 100 / 17
+    assert row["statistic"] == pytest.approx(5 / standard_error)
+    assert row["p_value"] == pytest.approx(student_t_two_sided_p(5 / standard_error, df), abs=1e-8)
+    half_width = student_t_quantile_975(df) * standard_error
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (5 - half_width, 5 + half_width), abs=1e-6
+    )
+
+
+def test_unit_exact_mann_whitney_and_cliffs_delta_by_hand() -> None:
+    # 1 2 3 against 4 5 6: the variant wins all 9 pairs, U = 9, delta = 2*9/9 - 1 = +1. Exact
+    # two-sided p: 2 of the C(6,3) = 20 equally likely rankings are this extreme: 0.1.
+    # Welch: difference 3, standard error sqrt(1/3 + 1/3), df = (2/3)^2 / (2 * (1/3)^2 / 2) = 4:
+    # 3 -/+ 2.776445 * 0.816497 = 3 -/+ 2.266958.
+    higher = compare_one(*unpaired([1, 2, 3], [4, 5, 6]), criteria="q")
+    assert (higher["test"], higher["statistic"], higher["p_value"]) == (
+        "mann_whitney_u",
+        9.0,
+        pytest.approx(0.1),
+    )
+    assert (higher["ci_low"], higher["ci_high"]) == pytest.approx((0.733042, 5.266958), abs=1e-6)
+    assert (higher["cliffs_delta"], higher["effect_magnitude"]) == (1.0, "large")
+    lower = compare_one(*unpaired([4, 5, 6], [1, 2, 3]), criteria="q")
+    assert (lower["statistic"], lower["cliffs_delta"]) == (0.0, -1.0)
+    assert lower["p_value"] == pytest.approx(0.1)
+
+
+def test_unit_cliffs_delta_counts_ties_half_and_matches_its_definition() -> None:
+    # variant 2 3 against baseline 1 2 2: greater in 4 of 6 pairs (2>1, 3>1, 3>2, 3>2), less in
+    # none, tied in 2: delta = (4 - 0) / 6; U = 4 + 2/2 = 5 and 2*5/6 - 1 is the same number.
+    assert cliffs_delta(np.array([1.0, 2, 2]), np.array([2.0, 3])) == pytest.approx(4 / 6)
+    assert cliffs_delta(np.array([2.0, 3]), np.array([1.0, 2, 2])) == pytest.approx(-4 / 6)
+    rng = np.random.default_rng(11)
+    baseline, variant = rng.integers(1, 6, 40).astype(float), rng.integers(2, 6, 35).astype(float)
+    by_definition = np.sign(variant[:, None] - baseline[None, :]).mean()
+    assert cliffs_delta(baseline, variant) == pytest.approx(by_definition)
+
+
+@pytest.mark.parametrize(
+    ("delta", "label"),
+    [
+        (0.0, "negligible"),
+        (0.146, "negligible"),
+        (-0.147, "small"),
+        (0.329, "small"),
+        (0.33, "medium"),
+        (-0.473, "medium"),
+        (0.474, "large"),
+        (-1.0, "large"),
+        (NAN, None),
+    ],
+)
+def test_unit_effect_magnitude_uses_romano_thresholds(delta: float, label: str | None) -> None:
+    assert effect_magnitude(delta) == label
+
+
+@pytest.mark.parametrize(
+    ("requested", "baseline", "variant", "chosen"),
+    [
+        ("auto", np.linspace(0, 1, 30), np.linspace(0, 2, 30), "welch_t"),
+        ("auto", np.linspace(0, 1, 29), np.linspace(0, 2, 40), "mann_whitney_u"),  # small
+        ("auto", np.linspace(0, 1, 40), np.tile(np.arange(1.0, 11), 4), "mann_whitney_u"),  # 10
+        ("auto", np.linspace(0, 1, 40), np.tile(np.arange(1.0, 12), 4), "welch_t"),  # 11 values
+        ("welch_t", np.ones(3), np.ones(3), "welch_t"),
+        ("mann_whitney_u", np.linspace(0, 1, 50), np.linspace(0, 2, 50), "mann_whitney_u"),
+    ],
+)
+def test_unit_auto_test_choice(
+    requested: Any, baseline: np.ndarray[Any, Any], variant: np.ndarray[Any, Any], chosen: str
+) -> None:
+    assert choose_test(requested, baseline, variant) == chosen
+
+
+def test_unit_paired_choice_follows_the_same_rule() -> None:
+    rng = np.random.default_rng(3)
+    continuous = rng.normal(3, 1, 40)
+    baseline = scores_frame(list(continuous))
+    variant = scores_frame(list(continuous + rng.normal(0.5, 0.3, 40)))
+    row = compare_one(baseline, variant, criteria="q")
+    assert (row["test"], row["paired_test"], row["paired_rows"]) == ("welch_t", "paired_t", 40)
+    ratings = scores_frame(list(np.tile([1.0, 2, 3, 4, 5], 8)))
+    row = compare_one(ratings, ratings.assign(q_score=6 - ratings["q_score"]), criteria="q")
+    assert (row["test"], row["paired_test"]) == ("mann_whitney_u", "wilcoxon")
+
+
+def test_unit_paired_analysis_averages_repeats_per_key() -> None:
+    # Per-key means: baseline k0 (1+3)/2=2, k1 2, k2 (3+5)/2=4, k3 4, k4 5 (one score);
+    # variant k0 3, k1 (4+2)/2=3, k2 5, k3 6, k4 none, k5 (variant only). Pairs k0..k3 with
+    # differences 1 1 1 2: mean 1.25, std sqrt(0.75/3) = 0.5, standard error 0.25, t = 5 (df 3).
+    # CI 1.25 -/+ 3.182446 * 0.25. Closed form for df 3, x = t/sqrt(3):
+    # p = 1 - (2/pi) * (x / (1 + x^2) + atan(x)).
+    baseline = pd.DataFrame(
+        {
+            "_row": [0, 0, 1, 1, 2, 2, 3, 3, 4, 4],
+            "_repeat": [0, 1] * 5,
+            "q_score": [1, 3, 2, 2, 3, 5, 4, 4, 5, NAN],
+        }
+    )
+    variant = pd.DataFrame(
+        {
+            "_row": [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5],
+            "_repeat": [0, 1] * 6,
+            "q_score": [3, 3, 4, 2, 6, 4, 5, 7, NAN, NAN, 1, 1],
+        }
+    )
+    row = compare_one(baseline, variant, criteria="q", test="welch_t")
+    assert (row["baseline_count"], row["variant_count"], row["paired_rows"]) == (9, 10, 4)
+    assert row["paired_test"] == "paired_t"
+    assert row["paired_mean_difference"] == pytest.approx(1.25)
+    half_width = T_975[3] * 0.25
+    assert (row["paired_ci_low"], row["paired_ci_high"]) == pytest.approx(
+        (1.25 - half_width, 1.25 + half_width), abs=1e-6
+    )
+    x = 5 / math.sqrt(3)
+    assert row["paired_p_value"] == pytest.approx(
+        1 - 2 / math.pi * (x / (1 + x * x) + math.atan(x))
+    )
+    by_definition = np.sign(
+        variant["q_score"].dropna().to_numpy()[:, None]
+        - baseline["q_score"].dropna().to_numpy()[None, :]
+    ).mean()
+    assert row["cliffs_delta"] == pytest.approx(by_definition)
+    assert row["significant"] is True
+    delta = f"{by_definition:.2f}"
+    assert row["verdict"] == (
+        f"q: variant better than baseline by +1.25 (95% CI +0.45 to +2.05; paired t p=0.015; "
+        f"Cliff's delta {delta}, {effect_magnitude(by_definition)})"
+    )
+    lower_is_better = compare_one(
+        baseline, variant, criteria="q", test="welch_t", higher_is_better=False
+    )
+    assert lower_is_better["verdict"].startswith("q: variant worse than baseline by +1.25 (")
+
+
+def test_unit_wilcoxon_exact_by_hand() -> None:
+    # Five pairs with distinct differences. All positive: W- = 0, and 1 of the 2^5 = 32 equally
+    # likely sign patterns has W- = 0, so the two-sided p = 2/32. With the smallest difference
+    # negative: W- = 1, P(W- <= 1) = 2/32, two-sided 4/32. scipy's statistic is min(W+, W-).
+    baseline = scores_frame([0.0] * 5)
+    positive = compare_one(baseline, scores_frame([1.0, 2, 3, 4, 5]), criteria="q")
+    assert positive["paired_test"] == "wilcoxon"
+    assert positive["paired_p_value"] == pytest.approx(2 / 32)
+    one_negative = compare_one(baseline, scores_frame([-1.0, 2, 3, 4, 5]), criteria="q")
+    assert one_negative["paired_p_value"] == pytest.approx(4 / 32)
+    assert one_negative["significant"] is False
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize(
+    ("baseline", "variant", "values", "reason"),
+    [
+        (
+            *unpaired([], [1, 2, 3]),
+            {},
+            "0 baseline and 3 variant scores; each side needs at least 2",
+        ),
+        (
+            *unpaired([4], [1, 2, 3]),
+            {},
+            "1 baseline and 3 variant scores; each side needs at least 2",
+        ),
+        (*unpaired([3, 3, 3], [3, 3]), {}, "every score is the same"),
+        (*unpaired([3, 3], [4, 4]), {"test": "welch_t"}, "no spread for the Welch t test"),
+        (scores_frame([3, 3, 3]), scores_frame([3, 3, 3]), {}, "every paired difference is zero"),
+        (
+            scores_frame([1, 2, 3]),
+            scores_frame([2, 3, 4]),
+            {"test": "welch_t"},
+            "no spread for the paired t test",
+        ),
+        (
+            scores_frame([NAN, "n/a"]),
+            scores_frame([None, 2]),
+            {},
+            "0 baseline and 1 variant scores; each side needs at least 2",
+        ),
+        # Equal up to rounding only: scipy alone would see a spread of 1e-17 and call the
+        # difference significant (t about 1e15). 0.1 + 0.2 + 0.3 = 0.6000000000000001, not 0.6,
+        # so the per-key means of the same three repeats in another order differ in the last bit.
+        (*unpaired([0.1] * 3, [0.2] * 3), {"test": "welch_t"}, "no spread for the Welch t test"),
+        (
+            scores_frame([0.1, 1.1, 2.1]),
+            scores_frame([0.3, 1.3, 2.3]),
+            {"test": "welch_t"},
+            "no spread for the paired t test",
+        ),
+        (
+            pd.DataFrame({"_row": [0, 0, 0, 1, 1], "q_score": [0.1, 0.2, 0.3, 1, 2]}),
+            pd.DataFrame({"_row": [0, 0, 0, 1, 1], "q_score": [0.3, 0.2, 0.1, 2, 1]}),
+            {},
+            "every paired difference is zero",
+        ),
+    ],
+)
+def test_unit_degenerate_data_says_not_enough_data(
+    baseline: pd.DataFrame, variant: pd.DataFrame, values: dict[str, Any], reason: str
+) -> None:
+    row = compare_one(baseline, variant, criteria="q", **values)
+    assert pd.isna(row["significant"])
+    assert row["verdict"] == f"q: not enough data to compare ({reason})"
+    deciding = "paired_p_value" if row["paired_test"] else "p_value"
+    assert pd.isna(row[deciding])
+
+
+def test_unit_degenerate_statistics_are_nan_or_null() -> None:
+    empty_side = compare_one(*unpaired([], [1, 2, 3]), criteria="q")
+    assert empty_side["test"] is None
+    assert all(
+        math.isnan(empty_side[c])
+        for c in ("baseline_mean", "difference", "ci_low", "statistic", "p_value", "cliffs_delta")
+    )
+    assert empty_side["effect_magnitude"] is None
+    # Constant sides: Mann-Whitney still ranks them (U = 4 of 4 pairs, delta +1); Welch's
+    # interval has no spread to work with.
+    constant = compare_one(*unpaired([3, 3], [4, 4]), criteria="q")
+    assert (constant["test"], constant["statistic"], constant["cliffs_delta"]) == (
+        "mann_whitney_u",
+        4.0,
+        1.0,
+    )
+    assert 0 < constant["p_value"] <= 1
+    assert math.isnan(constant["ci_low"])
+    assert math.isnan(constant["ci_high"])
+    one_pair = compare_one(scores_frame([1, 2, 3]), scores_frame([5], [0]), criteria="q")
+    assert one_pair["paired_rows"] == 1
+    assert one_pair["paired_test"] is None
+    assert (
+        nulls_as_none(
+            pd.Series(
+                [
+                    one_pair[c]
+                    for c in COMPARISON_COLUMNS
+                    if c.startswith("paired_") and c not in ("paired_rows", "paired_test")
+                ]
+            )
+        )
+        == [None] * 4
+    )
+
+
+def test_unit_every_criterion_gets_a_row_with_its_own_score_column() -> None:
+    baseline = pd.DataFrame({"id": ["a", "b", "c"], "x_s": [1.0, 2, 3], "y_s": [5.0, 5, 5]})
+    variant = baseline.assign(x_s=[2.0, 3, 4])
+    summary = compare_frames(
+        baseline,
+        variant,
+        comparison_params(criteria=["x", "y"], key="id", score_column="{criterion}_s"),
+    )
+    assert summary["criterion"].tolist() == ["x", "y"]
+    assert summary["paired_mean_difference"].tolist() == [1.0, 0.0]
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+
+BAD_PARAMETERS = [
+    ("score_summary", {"criteria": []}, r"criteria: List should have at least 1 item"),
+    ("score_summary", {"criteria": ["a", "a"]}, r"criteria lists 'a' twice"),
+    ("score_summary", {"criteria": [""]}, r"criteria.0: String should have at least 1 character"),
+    ("score_summary", {"criteria": "a", "score_column": "score"}, r"must contain \{criterion\}"),
+    (
+        "score_summary",
+        {"criteria": "a", "score_column": "{criterion}_{x}"},
+        r"no other placeholder",
+    ),
+    (
+        "score_summary",
+        {"criteria": "a", "score_column": "{criterion"},
+        r"must contain .*expected '\}'",
+    ),
+    ("score_summary", {"criteria": "a", "score_column": "{criterion!r}"}, r"must contain"),
+    (
+        "score_summary",
+        {"criteria": "a", "confidence": 1},
+        r"confidence: Input should be less than 1",
+    ),
+    (
+        "score_summary",
+        {"criteria": "a", "pass_threshold": "inf"},
+        r"pass_threshold: Input should be a finite",
+    ),
+    ("score_summary", {"criteria": "a", "group_by": "x"}, r"group_by: Extra inputs"),
+    ("score_comparison", {"criteria": "a", "key": []}, r"key: List should have at least 1 item"),
+    (
+        "score_comparison",
+        {"criteria": "a", "key": "a_score"},
+        r"\['a_score'\] cannot be both a key",
+    ),
+    (
+        "score_comparison",
+        {"criteria": "a", "test": "t"},
+        r"test: Input should be 'auto', 'welch_t'",
+    ),
+    ("score_comparison", {"criteria": "a", "alpha": 0}, r"alpha: Input should be greater than 0"),
+    ("score_comparison", {"columns": ["s"]}, r"criteria: Field required; columns: Extra inputs"),
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("plugin", "params", "message"), BAD_PARAMETERS)
+def test_bad_parameters_are_named_before_any_data_moves(
+    shared_runtime: PluginRuntime, plugin: str, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(
+        ConfigurationError, match=f"plugin {plugin!r}: invalid parameters: .*{message}"
+    ):
+        shared_runtime.describe(plugin, params)
+
+
+@pytest.mark.integration
+def test_describe_fills_in_the_defaults(shared_runtime: PluginRuntime) -> None:
+    summary = shared_runtime.describe("score_summary", {"criteria": "clarity"})
+    assert (summary.kind, summary.clearance, summary.max_proxies) == (
+        PluginKind.AGGREGATOR,
+        L.SECRET,
+        None,
+    )
+    assert summary.parameters == {
+        "criteria": ["clarity"],
+        "score_column": "{criterion}_score",
+        "confidence": 0.95,
+        "pass_threshold": None,
+    }
+    comparison = shared_runtime.describe("score_comparison", {"criteria": "clarity"})
+    assert (comparison.kind, comparison.min_proxies, comparison.max_proxies) == (
+        PluginKind.BASELINE_COMPARISON,
+        2,
+        2,
+    )
+    assert comparison.parameters == {
+        "criteria": ["clarity"],
+        "score_column": "{criterion}_score",
+        "confidence": 0.95,
+        "key": ["_row"],
+        "alpha": 0.05,
+        "test": "auto",
+        "higher_is_better": True,
+    }
+
+
+def test_unit_scipy_warnings_are_silenced_only_inside_the_plugins() -> None:
+    before = list(warnings.filters)
+    row = compare_one(*unpaired([3, 3], [4, 4]), criteria="q", test="welch_t")
+    assert math.isnan(row["statistic"])  # scipy warned here (precision loss, t = inf)
+    assert warnings.filters == before
