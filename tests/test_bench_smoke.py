@@ -23,6 +23,7 @@ SMOKE_ARGUMENTS = {
     "bench_digest.py": ["--rows", "2000", "--repeat", "1"],
     "bench_llm_fanout.py": FAN_OUT_SMOKE,
     "bench_pipeline.py": FAN_OUT_SMOKE,
+    "bench_reports.py": ["--rows", "200", "--repeats", "1"],
     "bench_sidecar.py": ["--quick"],
     "bench_workers.py": ["--rows", "2000", "--repeats", "1"],
 }

@@ -15,10 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.container._podman import DEV_IMAGE, RUNTIME_IMAGE, Container, podman, wait_for
+from tests.container._podman import (
+    BUILD_TIMEOUT,
+    DEV_IMAGE,
+    RUN_TIMEOUT,
+    RUNTIME_IMAGE,
+    Container,
+    podman,
+    wait_for,
+)
 from tests.integration import _sudo
 
-pytestmark = [pytest.mark.container]
+# The first test's setup builds both images (minutes when the dependency layers change); each
+# podman command keeps its own, shorter timeout.
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2 * BUILD_TIMEOUT + RUN_TIMEOUT)]
 
 SAMPLE = "/opt/elspeth/examples/suite-sidecar.yaml"
 VENV_PYTHON = "/opt/venv/bin/python"

@@ -48,6 +48,7 @@ from tests.suite.conftest import (
     build_suite,
     manifest,
     read_results,
+    scoring_plugins,
 )
 from tests.support.fixtures import MakeServer
 from tests.support.openai_server import OpenAIServer
@@ -106,11 +107,7 @@ def secret_suite(tier: Tier, daemon: DaemonHandle, server: OpenAIServer, name: s
     settings["models"]["loopback"]["clearance"] = SECRET
     settings["sinks"]["results"]["clearance"] = SECRET
     settings["plugins"] = {
-        "score": {
-            "plugin": "score_extractor",
-            "clearance": SECRET,
-            "params": {"source": "quality_response", "json_field": "score", "output": "score"},
-        },
+        **scoring_plugins(SECRET),
         "shape": {
             "plugin": "json_schema_validator",
             "clearance": SECRET,
@@ -124,7 +121,16 @@ def secret_suite(tier: Tier, daemon: DaemonHandle, server: OpenAIServer, name: s
             },
         },
     }
-    suite.defaults.update(row_plugins=["score", "shape"], concurrency=2, chunk_rows=CHUNK_ROWS)
+    suite.defaults.update(
+        row_plugins=["score", "shape"],
+        aggregators=["summary"],
+        concurrency=2,
+        chunk_rows=CHUNK_ROWS,
+    )
+    # The reports render in the orchestrator as appuser, whose home is not writable.
+    settings["sinks"]["report"] = {"type": "html_report", "clearance": SECRET}
+    settings["sinks"]["workbook"] = {"type": "excel_report", "clearance": SECRET}
+    settings["reports"] = ["report", "workbook"]
     return suite
 
 
@@ -311,13 +317,20 @@ def test_secret_suite_runs_end_to_end_in_sidecar_mode(
     results_name = "base__results__results.csv"
     assert (recorded["status"], recorded["classification"]) == ("complete", SECRET)
     assert [(a["path"], a["classification"], a["rows"]) for a in recorded["artifacts"]] == [
-        (results_name, SECRET, ROWS)
+        (results_name, SECRET, ROWS),
+        ("base__summary__results.csv", SECRET, 1),
+        ("report__report.html", SECRET, ROWS),
+        ("report__workbook.xlsx", SECRET, ROWS),
     ]
+    html = (run_dir / "report__report.html").read_text("utf-8")
+    assert html.count("Classification: SECRET") >= 2, "a banner at the top and the bottom"
+    summary = read_results(run_dir / "base__summary__results.csv")
+    assert (summary.loc[0, "rows"], summary.loc[0, "errors"]) == (ROWS, 0)
     results_path = run_dir / results_name
     assert results_path.read_text("utf-8").splitlines()[0] == f"# classification: {SECRET}"
     results = read_results(results_path)
     assert list(results["id"]) == list(suite.row_ids)
-    assert results["score"].between(1, 5).all()
+    assert results["quality_score"].between(1, 5).all()
     assert results["quality_response_valid"].all()
 
     # Private to appuser: every file 0600, every directory 0700, appplugin reads none.

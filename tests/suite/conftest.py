@@ -201,6 +201,27 @@ def write_rows(path: Path, count: int) -> tuple[str, ...]:
 MakeSuite = Callable[..., SuiteFiles]
 
 
+def scoring_plugins(clearance: str) -> dict[str, Any]:
+    """Plugin instances that read the ``quality`` criterion's JSON score into ``quality_score``
+    (``score``) and summarise it per run (``summary``: a pass is a score of 3 or more)."""
+    return {
+        "score": {
+            "plugin": "score_extractor",
+            "clearance": clearance,
+            "params": {
+                "source": "quality_response",
+                "json_field": "score",
+                "output": "quality_score",
+            },
+        },
+        "summary": {
+            "plugin": "score_summary",
+            "clearance": clearance,
+            "params": {"criteria": "quality", "pass_threshold": 3},
+        },
+    }
+
+
 @pytest.fixture
 def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_VARIABLE, SECRET_KEY)

@@ -22,6 +22,7 @@ from tests.suite.conftest import (
     manifest,
     read_results,
     run_cli,
+    scoring_plugins,
 )
 
 pytestmark = pytest.mark.integration
@@ -38,20 +39,7 @@ def with_statistics(suite: SuiteFiles, keys: Path | None = None) -> None:
     """A baseline and a variant, scores extracted, summarised and compared, every report."""
     settings = suite.settings
     settings["plugins"] = {
-        "quality_score": {
-            "plugin": "score_extractor",
-            "clearance": "OFFICIAL",
-            "params": {
-                "source": "quality_response",
-                "json_field": "score",
-                "output": "quality_score",
-            },
-        },
-        "summary": {
-            "plugin": "score_summary",
-            "clearance": "OFFICIAL",
-            "params": {"criteria": "quality", "pass_threshold": 3},
-        },
+        **scoring_plugins("OFFICIAL"),
         "versus_baseline": {
             "plugin": "score_comparison",
             "clearance": "OFFICIAL",
@@ -59,7 +47,7 @@ def with_statistics(suite: SuiteFiles, keys: Path | None = None) -> None:
         },
     }
     settings["defaults"].update(
-        row_plugins=["quality_score"], aggregators=["summary"], comparisons=["versus_baseline"]
+        row_plugins=["score"], aggregators=["summary"], comparisons=["versus_baseline"]
     )
     settings["prompt_packs"]["terse"] = {"criteria": {"quality": "Rate {{ id }} briefly"}}
     settings["experiments"].append({"name": "terse", "prompt_pack": "terse"})
