@@ -354,7 +354,7 @@ def test_excel_report_sheets_and_banners(authority: SidecarClient, tmp_path: Pat
     ]
     artifact = report.artifacts[0]
     assert [cell.value for cell in manifest[6]] == [
-        str(artifact.path),
+        artifact.path.name,
         "csv",
         "OFFICIAL",
         ROWS,

@@ -271,7 +271,8 @@ class ExcelReport(ReportSink):
         manifest.table(
             pd.DataFrame(
                 [
-                    (str(a.path), a.format, a.level.name, a.rows, a.digest_hex)
+                    # The run directory's own names, as in manifest.json: no host path.
+                    (a.path.name, a.format, a.level.name, a.rows, a.digest_hex)
                     for a in report.artifacts
                 ],
                 columns=["path", "format", "classification", "rows", "blake3"],
