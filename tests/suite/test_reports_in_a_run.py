@@ -9,7 +9,6 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -216,10 +215,31 @@ def test_report_settings_mistakes_are_named(make_suite: MakeSuite, edit: Any, me
     assert not suite.run_dirs()
 
 
-def test_unit_results_frame_from_a_csv_round_trip_keeps_metric_types() -> None:
-    """The metric columns a report reads are numbers, not text, after a CSV round trip."""
-    frame = pd.DataFrame({"quality_cost": [0.1, None], "quality_prompt_tokens": [3, None]})
-    text = frame.to_csv(index=False)
-    back = pd.read_csv(io.StringIO(text))
-    assert back["quality_cost"].dtype.kind == "f"
-    assert back["quality_prompt_tokens"].dtype.kind == "f"
+def test_a_run_stopped_by_its_budget_reports_nothing_until_resumed(make_suite: MakeSuite) -> None:
+    """Reports show whole suites only: a partial run writes none; its resumption writes them all,
+    at the level of everything, once."""
+    suite = make_suite(None, rows=8)
+    with_statistics(suite)
+    suite.defaults.update(concurrency=1, budget={"max_rows": 3})
+
+    stopped = run_cli(*suite.args())
+
+    assert stopped.code == 1, stopped.output
+    run_dir = suite.only_run_dir()
+    assert manifest(run_dir)["status"] == "partial"
+    assert not list(run_dir.glob("report__*"))
+    suite.defaults.pop("budget")
+
+    resumed = run_cli(*suite.args("--resume", run_dir.name))
+
+    assert resumed.code == 0, resumed.output
+    recorded = manifest(run_dir)
+    assert recorded["status"] == "complete"
+    reports = sorted(a["path"] for a in recorded["artifacts"] if a["path"].startswith("report__"))
+    assert reports == [
+        "report__report_html.html",
+        "report__report_markdown.md",
+        "report__workbook.xlsx",
+    ]
+    summary = read_results(run_dir / "base__summary__results.csv")
+    assert summary.loc[0, "rows"] == 8
