@@ -150,6 +150,12 @@ def test_job_run_exits_zero_with_complete_outputs(job_run: dict[str, object]) ->
     manifest = json.loads(manifest_path.read_text())
     assert manifest["status"] == "complete"
     assert (run_dir / "baseline__results__results_csv.csv").stat().st_size > 0
+    # The reports render in the image as appuser: matplotlib and XlsxWriter work offline there.
+    reports = {a["path"]: a["classification"] for a in manifest["artifacts"]}
+    for name in ("report__report_html.html", "report__report_markdown.md", "report__workbook.xlsx"):
+        assert reports[name] == manifest["classification"], name
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600
+    assert "<svg" in (run_dir / "report__report_html.html").read_text("utf-8")
     audit = (run_dir / "audit.jsonl").read_text().splitlines()
     assert len(audit) > 10
     assert all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in run_dir.glob("*.jsonl"))
