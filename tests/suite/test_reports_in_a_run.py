@@ -243,3 +243,29 @@ def test_a_run_stopped_by_its_budget_reports_nothing_until_resumed(make_suite: M
     ]
     summary = read_results(run_dir / "base__summary__results.csv")
     assert summary.loc[0, "rows"] == 8
+
+
+def test_a_bad_signing_key_stops_the_run_before_any_model_call(
+    make_server, make_suite: MakeSuite, tmp_path: Path
+) -> None:
+    server = make_server()
+    suite = make_suite(server, rows=4)
+    keys = make_keys(tmp_path / "keys")
+    with_statistics(suite, keys)
+    private_key = keys / "signing.pem"
+    private_key.chmod(0o644)
+
+    checked = run_cli(*suite.args("--validate-only"))
+    result = run_cli(*suite.args())
+
+    for outcome in (checked, result):
+        assert outcome.code == 2, outcome.output
+        assert str(private_key) in outcome.stderr
+        assert "PRIVATE KEY" not in outcome.output
+    assert server.stats.request_count == 0
+    run_dir = suite.only_run_dir()
+    assert manifest(run_dir)["status"] == "partial"
+    assert "frame_granted" not in {e["event"] for e in audit_events(run_dir)}
+    # The control: the same key, private again, signs the run's bundle.
+    private_key.chmod(0o600)
+    assert run_cli(*suite.args()).code == 0

@@ -65,6 +65,7 @@ from elspeth.sinks import (
     ComparisonReport,
     ExperimentReport,
     PluginRecord,
+    ReportSink,
     ReportSinkSettings,
     RunManifest,
     Sink,
@@ -263,6 +264,7 @@ class _Context:
     infos: Mapping[str, PluginInfo]
     manifest: RunManifest
     audit: AuditLog
+    report_sinks: Mapping[str, ReportSink]
 
     @property
     def plan(self) -> ClearancePlan:
@@ -295,6 +297,7 @@ class SuiteRunner:
         ):
             infos = describe_plugins(runtime, self.suite)
             check_templates(self.suite)
+            self._open_report_sinks()
             self.last_plan = build_suite_plan(self.suite, infos)
             return self.last_plan
 
@@ -324,9 +327,12 @@ class SuiteRunner:
                 )
                 infos = describe_plugins(runtime, self.suite)
                 check_templates(self.suite)
+                report_sinks = self._open_report_sinks()
                 suite_plan = self._require_plan(infos, audit)
                 chunks = self._load(authority, audit)
-                context = _Context(authority, runtime, suite_plan, infos, manifest, audit)
+                context = _Context(
+                    authority, runtime, suite_plan, infos, manifest, audit, report_sinks
+                )
                 experiments: list[ExperimentReport] = []
                 for experiment in self.suite.experiments:
                     summary, done = self._run_experiment(context, experiment, chunks)
@@ -350,6 +356,12 @@ class SuiteRunner:
         audit.record("run_complete")
         audit.close()
         return RunSummary(self.run_id, self.run_dir, "complete", summaries, comparisons, reports)
+
+    def _open_report_sinks(self) -> dict[str, ReportSink]:
+        """Every suite-level sink, opened before any data is read: a bundle's signing key is
+        loaded and checked here, not after the model has been paid for."""
+        settings = self.suite.settings
+        return {name: open_report_sink(settings.sinks[name]) for name in settings.reports}
 
     def _require_plan(self, infos: Mapping[str, PluginInfo], audit: AuditLog) -> SuitePlan:
         suite_plan = build_suite_plan(self.suite, infos)
@@ -646,32 +658,33 @@ class SuiteRunner:
         if not settings.reports:
             return []
         manifest, audit = context.manifest, context.audit
+        audit.flush()
+        # One report for every sink, so all of them show the same run: the same time, and the
+        # outputs written before any report.
+        report = SuiteReport(
+            suite=settings.suite.name,
+            description=settings.suite.description,
+            run_id=self.run_id,
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            experiments=tuple(experiments),
+            comparisons=tuple(comparisons),
+            plan=context.plan,
+            settings=self.suite.recordable_settings(),
+            plugins=tuple(
+                PluginRecord(
+                    instance=name,
+                    plugin=info.name,
+                    kind=info.kind.value,
+                    version=info.version,
+                    parameters=info.parameters or {},
+                )
+                for name, info in sorted(context.infos.items())
+            ),
+            artifacts=tuple(manifest.artifacts),
+            audit_log=audit.path,
+        )
         written: list[str] = []
-        for sink_name in settings.reports:
-            sink = open_report_sink(settings.sinks[sink_name])
-            audit.flush()
-            report = SuiteReport(
-                suite=settings.suite.name,
-                description=settings.suite.description,
-                run_id=self.run_id,
-                created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                experiments=tuple(experiments),
-                comparisons=tuple(comparisons),
-                plan=context.plan,
-                settings=self.suite.recordable_settings(),
-                plugins=tuple(
-                    PluginRecord(
-                        instance=name,
-                        plugin=info.name,
-                        kind=info.kind.value,
-                        version=info.version,
-                        parameters=info.parameters or {},
-                    )
-                    for name, info in sorted(context.infos.items())
-                ),
-                artifacts=tuple(manifest.artifacts),
-                audit_log=audit.path,
-            )
+        for sink_name, sink in context.report_sinks.items():
             path = manifest.path_for(sink.file_name(sink_name, report.level))
             artifact = sink.write(report, path)
             manifest.add(artifact)
