@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,14 @@ def make_frame(authority: SidecarClient) -> MakeFrame:
 
 def with_config(runtime: PluginRuntime, **changes: Any) -> RuntimeConfig:
     return dataclasses.replace(runtime.config, **changes)
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 5.0) -> bool:
+    """Whether ``text`` shows up in ``path`` within ``timeout``: a worker's stderr reaches its
+    file through a reader thread, after the worker's reply."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return True
+        time.sleep(0.02)
+    return False

@@ -23,7 +23,7 @@ from elspeth.orchestrator._proxies import ProxyService
 from elspeth.orchestrator._runtime import PluginRuntime
 from elspeth.security import SecureDataFrame, SecurityLevel
 from elspeth.sidecar import SidecarClient
-from tests.orchestrator.conftest import MakeFrame, MakeRuntime
+from tests.orchestrator.conftest import MakeFrame, MakeRuntime, wait_for_text
 
 pytestmark = pytest.mark.integration
 L = SecurityLevel
@@ -170,7 +170,7 @@ def test_huge_allocation_fails_inside_the_worker(
     with pytest.raises(PluginFailedError, match=r"'huge_allocation' on chunk 'x'.*plugin_error"):
         runtime.run("huge_allocation", {}, [make_frame()], chunk_id="x", plan_level=L.OFFICIAL)
     assert only_worker(runtime) is old
-    assert "MemoryError" in old.stderr.path.read_text()
+    assert wait_for_text(old.stderr.path, "MemoryError")
 
 
 def test_writing_to_fd_1_cannot_corrupt_the_channel(

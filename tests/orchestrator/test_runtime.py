@@ -23,7 +23,7 @@ from elspeth.orchestrator._groups import live_members
 from elspeth.orchestrator._runtime import PluginCall, PluginRuntime
 from elspeth.security import SecurityLevel
 from elspeth.sidecar import SidecarClient
-from tests.orchestrator.conftest import MakeFrame, MakeRuntime
+from tests.orchestrator.conftest import MakeFrame, MakeRuntime, wait_for_text
 
 pytestmark = pytest.mark.integration
 L = SecurityLevel
@@ -278,12 +278,3 @@ def test_shutdown_leaves_no_process_and_no_scratch_dir(
         assert worker.returncode == 0  # it left politely
         assert not live_members(worker.pgid)
         assert not os.path.exists(worker.scratch_dir)
-
-
-def wait_for_text(path: Path, text: str, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in path.read_text():
-            return True
-        time.sleep(0.02)
-    return False
