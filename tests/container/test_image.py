@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.container._podman import (
     BUILD_TIMEOUT,
     DEV_IMAGE,
+    REPO_ROOT,
     RUN_TIMEOUT,
     RUNTIME_IMAGE,
     Container,
@@ -472,3 +474,76 @@ def test_dev_plain_pytest_collects_the_default_marker_set(images: str) -> None:
     assert "<Module test_worker_isolation.py>" in done.stdout
     assert "<Module test_image.py>" not in done.stdout
     assert " deselected" in done.stdout
+
+
+# --- a signed bundle with its key mounted as a Podman secret ----------------------------------
+
+
+def test_a_bundle_signed_with_a_mounted_secret_verifies_outside_the_image(
+    images: str, tmp_path: Path
+) -> None:
+    """The signing key reaches the image the way the docs say (a Podman secret, 0400, owned by
+    appuser); the bundle made inside verifies outside, pinned to the public key, with the host's
+    own verifier."""
+    from elspeth.bundle import generate_signing_key, verify_bundle
+    from elspeth.security import SecurityLevel
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    fingerprint = generate_signing_key(keys / "signing.pem", keys / "signing.pub.pem")
+    config = tmp_path / "config"
+    config.mkdir()
+    settings = yaml.safe_load((REPO_ROOT / "examples" / "suite-sidecar.yaml").read_text("utf-8"))
+    settings["datasource"]["path"] = "/opt/elspeth/examples/service_requests.csv"
+    settings["sinks"]["bundle"] = {
+        "type": "bundle",
+        "clearance": settings["sinks"]["results_csv"]["clearance"],
+        "signing": {"method": "ed25519", "private_key_path": "/run/secrets/bundle-signing-key"},
+    }
+    settings["reports"] = [*settings["reports"], "bundle"]
+    (config / "signed.yaml").write_text(yaml.safe_dump(settings, sort_keys=False), "utf-8")
+    for path in (tmp_path, config, config / "signed.yaml"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    secret = "elspeth-test-bundle-signing-key"
+    podman("secret", "rm", secret)
+    created = podman("secret", "create", secret, str(keys / "signing.pem"))
+    assert created.returncode == 0, created.stderr
+    container = Container.start(
+        "elspeth-test-signed",
+        [
+            f"--secret={secret},type=mount,uid={APPUSER_UID},mode=0400,target=bundle-signing-key",
+            f"--volume={config}:/config:ro",
+            "--env=ELSPETH_SIDECAR_SESSION_KEY=" + base64.b64encode(new_key()).decode(),
+        ],
+    )
+    try:
+        container.wait_until_daemon_running()
+        cli = ("python", "-m", "elspeth.cli")
+        done = container.exec(
+            *cli,
+            "--settings",
+            "/config/signed.yaml",
+            "--head",
+            "5",
+            "--output-dir",
+            "/workspace/signed",
+            user="appuser",
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        reports = [line.removeprefix("report: ") for line in done.stdout.splitlines()]
+        bundles = [report for report in reports if report.endswith(".tar.gz")]
+        assert len(bundles) == 1, done.stdout[-2000:]
+        inside = container.exec(*cli, "verify-bundle", bundles[0], user="appuser")
+        assert inside.returncode == 0, inside.stderr
+        assert fingerprint in inside.stdout
+        copied = tmp_path / "bundle.tar.gz"
+        assert podman("cp", f"{container.name}:{bundles[0]}", str(copied)).returncode == 0
+    finally:
+        container.remove()
+        podman("secret", "rm", secret)
+
+    verified = verify_bundle(copied, public_key=keys / "signing.pub.pem")
+    assert verified.signer_pinned
+    assert verified.signer_fingerprint == fingerprint
+    assert verified.classification is SecurityLevel.parse(settings["datasource"]["classification"])
+    assert bundles[0].endswith(f"__{verified.classification.name}.tar.gz")

@@ -114,9 +114,12 @@ def _run(settings: Path, arguments: argparse.Namespace, console: Console) -> int
         if runner.last_plan is not None:
             console.print(plan_table(runner.last_plan.plan))
     console.print(_summary_table(summary))
-    console.print(f"outputs: {summary.run_dir}")
+    # Paths are printed whole and literally: a script may read them back.
+    console.print(f"outputs: {summary.run_dir}", soft_wrap=True, markup=False, highlight=False)
     for report in summary.reports:
-        console.print(f"report: {summary.run_dir / report}")
+        console.print(
+            f"report: {summary.run_dir / report}", soft_wrap=True, markup=False, highlight=False
+        )
     if arguments.json_summary:
         _write_summary(arguments.json_summary, summary.as_dict())
     return EXIT_OK
