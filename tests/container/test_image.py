@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +82,20 @@ def supervisord_tree(found: dict[int, tuple[int, bytes]]) -> dict[int, bytes]:
                 tree.add(pid)
                 grew = True
     return {pid: found[pid][1] for pid in tree if pid in found}
+
+
+CLI = ("python", "-m", "elspeth.cli")
+
+
+def preview_as_appuser(
+    container: Container, settings: str, output_dir: str
+) -> subprocess.CompletedProcess[str]:
+    """The suite at ``settings`` on its first 5 rows, run by ``appuser`` in ``container``."""
+    done = container.exec(
+        *CLI, "--settings", settings, "--head", "5", "--output-dir", output_dir, user="appuser"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 def assert_key_absent(environ_by_pid: dict[int, bytes], key: bytes) -> None:
@@ -268,19 +283,7 @@ def test_supervisor_socket_is_closed_to_appplugin(service: tuple[Container, byte
 
 def test_exec_run_as_appuser(service: tuple[Container, bytes]) -> None:
     container, _ = service
-    done = container.exec(
-        "python",
-        "-m",
-        "elspeth.cli",
-        "--settings",
-        SAMPLE,
-        "--head",
-        "5",
-        "--output-dir",
-        "/workspace/exec-output",
-        user="appuser",
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = preview_as_appuser(container, SAMPLE, "/workspace/exec-output")
     assert ": complete" in done.stdout
 
 
@@ -518,22 +521,11 @@ def test_a_bundle_signed_with_a_mounted_secret_verifies_outside_the_image(
     )
     try:
         container.wait_until_daemon_running()
-        cli = ("python", "-m", "elspeth.cli")
-        done = container.exec(
-            *cli,
-            "--settings",
-            "/config/signed.yaml",
-            "--head",
-            "5",
-            "--output-dir",
-            "/workspace/signed",
-            user="appuser",
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        done = preview_as_appuser(container, "/config/signed.yaml", "/workspace/signed")
         reports = [line.removeprefix("report: ") for line in done.stdout.splitlines()]
         bundles = [report for report in reports if report.endswith(".tar.gz")]
         assert len(bundles) == 1, done.stdout[-2000:]
-        inside = container.exec(*cli, "verify-bundle", bundles[0], user="appuser")
+        inside = container.exec(*CLI, "verify-bundle", bundles[0], user="appuser")
         assert inside.returncode == 0, inside.stderr
         assert fingerprint in inside.stdout
         copied = tmp_path / "bundle.tar.gz"
