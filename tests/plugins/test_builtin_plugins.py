@@ -27,14 +27,9 @@ from elspeth.plugins.builtin._threshold_early_stop import (
     first_stop_row,
 )
 from elspeth.plugins.builtin._validators import schema_location, schema_reason
-from elspeth.security import SecureDataFrame, SecurityLevel
-from tests.orchestrator import conftest as orchestrator_fixtures
+from elspeth.security import SecurityLevel
 from tests.orchestrator.conftest import MakeFrame
-
-daemon = orchestrator_fixtures.daemon
-authority = orchestrator_fixtures.authority
-shared_runtime = orchestrator_fixtures.shared_runtime
-make_frame = orchestrator_fixtures.make_frame
+from tests.plugins.conftest import nulls_as_none, run_one
 
 L = SecurityLevel
 NAN = math.nan
@@ -44,23 +39,6 @@ SCORE_SCHEMA = {
     "required": ["score"],
     "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5}},
 }
-
-
-def nulls_as_none(values: pd.Series[Any]) -> list[Any]:
-    return [None if pd.isna(value) else value for value in values]
-
-
-def run_one(
-    runtime: PluginRuntime,
-    plugin: str,
-    params: dict[str, Any],
-    frames: list[SecureDataFrame],
-    plan_level: SecurityLevel = L.OFFICIAL,
-) -> SecureDataFrame:
-    result = runtime.run(plugin, params, frames, chunk_id="c1", plan_level=plan_level)
-    (produced,) = result.produced
-    assert produced.verify_seal() > 0
-    return produced
 
 
 def llm_frame(responses: list[str | None], outcomes: list[str]) -> pd.DataFrame:

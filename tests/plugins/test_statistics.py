@@ -39,15 +39,8 @@ from elspeth.plugins.builtin._score_summary import (
     summarise_criteria,
 )
 from elspeth.security import SecurityLevel
-from tests.orchestrator import conftest as orchestrator_fixtures
-from tests.orchestrator.conftest import MakeFrame
-from tests.orchestrator.test_runtime import wait_for_text
-from tests.plugins.test_builtin_plugins import nulls_as_none, run_one
-
-daemon = orchestrator_fixtures.daemon
-authority = orchestrator_fixtures.authority
-shared_runtime = orchestrator_fixtures.shared_runtime
-make_frame = orchestrator_fixtures.make_frame
+from tests.orchestrator.conftest import MakeFrame, wait_for_text
+from tests.plugins.conftest import nulls_as_none, run_one
 
 L = SecurityLevel
 NAN = math.nan
