@@ -1,11 +1,18 @@
-"""What a sink reports for a file it wrote."""
+"""What a sink reports for a file it wrote, and the one way every sink writes that file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+import pyarrow as pa
+
+from elspeth.errors import ElspethError
 from elspeth.security import SecurityLevel
+from elspeth.sinks._errors import SinkError
+from elspeth.sinks._files import atomic_private_file, file_digest_hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +29,38 @@ class WrittenArtifact:
     digest_hex: str
     format: str
     seal_audit_ids: tuple[int, ...]
+
+
+def write_artifact(
+    destination: Path,
+    write: Callable[[BinaryIO], int],
+    *,
+    level: SecurityLevel,
+    format: str,
+    seal_audit_ids: tuple[int, ...],
+) -> WrittenArtifact:
+    """Run ``write`` (which returns the rows it wrote) into a private file that becomes
+    ``destination`` atomically; call it only once every frame has passed its release check.
+
+    Raises :class:`SinkError`, with nothing left behind, if writing fails.
+    """
+    try:
+        with atomic_private_file(destination) as handle:
+            rows = write(handle)
+    except ElspethError:
+        raise
+    except (OSError, ValueError, TypeError, pa.ArrowException) as error:
+        # Library messages can quote cell values, which are content: only an operating-system
+        # error's own description is repeated.
+        what = type(error).__name__
+        if isinstance(error, OSError) and error.strerror:
+            what = f"{what}: {error.strerror}"
+        raise SinkError(destination, f"writing failed ({what}); no file was left behind") from None
+    return WrittenArtifact(
+        path=destination,
+        level=level,
+        rows=rows,
+        digest_hex=file_digest_hex(destination),
+        format=format,
+        seal_audit_ids=seal_audit_ids,
+    )

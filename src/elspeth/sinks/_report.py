@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 import pandas as pd
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from elspeth.datasources import ConfiguredLevel
-from elspeth.errors import ElspethError
 from elspeth.security import (
     ClearancePlan,
     ComponentSpec,
@@ -26,9 +24,8 @@ from elspeth.security import (
     SecurityLevel,
     join_all,
 )
-from elspeth.sinks._artifact import WrittenArtifact
+from elspeth.sinks._artifact import WrittenArtifact, write_artifact
 from elspeth.sinks._errors import SinkError
-from elspeth.sinks._files import atomic_private_file, file_digest_hex
 
 
 class ReportSinkSettings(BaseModel):
@@ -176,24 +173,10 @@ class ReportSink(abc.ABC):
         if destination.is_dir():
             raise SinkError(destination, "is a directory; give a file path")
         release = self.release(report)
-        try:
-            with atomic_private_file(destination) as handle:
-                rows = self.render(report, release, handle)
-        except ElspethError:
-            raise
-        except (OSError, ValueError, TypeError, pa.ArrowException) as error:
-            # Library messages can quote cell values, which are content.
-            what = type(error).__name__
-            if isinstance(error, OSError) and error.strerror:
-                what = f"{what}: {error.strerror}"
-            raise SinkError(
-                destination, f"writing failed ({what}); no file was left behind"
-            ) from None
-        return WrittenArtifact(
-            path=destination,
+        return write_artifact(
+            destination,
+            lambda handle: self.render(report, release, handle),
             level=release.level,
-            rows=rows,
-            digest_hex=file_digest_hex(destination),
             format=self.format,
             seal_audit_ids=tuple(release.audit_ids.values()),
         )

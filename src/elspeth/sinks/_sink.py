@@ -5,14 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import pyarrow as pa
-
-from elspeth.errors import ElspethError
 from elspeth.security import SecureDataFrame, SecurityLevel, join_all
-from elspeth.sinks._artifact import WrittenArtifact
+from elspeth.sinks._artifact import WrittenArtifact, write_artifact
 from elspeth.sinks._config import SinkConfig
 from elspeth.sinks._errors import SinkError
-from elspeth.sinks._files import atomic_private_file, file_digest_hex
 from elspeth.sinks._formats import WRITERS
 
 
@@ -54,25 +50,10 @@ class Sink:
         audit_ids = tuple(frame.verify_for(self.clearance) for frame in frames)
         level = join_all(frame.security_level for frame in frames)
         datas = [frame.data for frame in frames]
-        try:
-            with atomic_private_file(destination) as handle:
-                rows = self._writer(datas, handle, level, self.config, destination)
-        except ElspethError:
-            raise
-        except (OSError, ValueError, TypeError, pa.ArrowException) as error:
-            # Library messages can quote cell values, which are content: only an operating-system
-            # error's own description is repeated.
-            what = type(error).__name__
-            if isinstance(error, OSError) and error.strerror:
-                what = f"{what}: {error.strerror}"
-            raise SinkError(
-                destination, f"writing failed ({what}); no file was left behind"
-            ) from None
-        return WrittenArtifact(
-            path=destination,
+        return write_artifact(
+            destination,
+            lambda handle: self._writer(datas, handle, level, self.config, destination),
             level=level,
-            rows=rows,
-            digest_hex=file_digest_hex(destination),
             format=self.format,
             seal_audit_ids=audit_ids,
         )
