@@ -106,18 +106,7 @@ def record_files(report: SuiteReport, files: Mapping[str, DataFile]) -> dict[str
         ),
         "packages.json": _json_member("packages.json", installed_packages()),
         "clearance_plan.json": _json_member(
-            "clearance_plan.json",
-            [
-                {
-                    "component": entry.component.name,
-                    "kind": entry.component.kind,
-                    "clearance": entry.component.clearance,
-                    "incoming": entry.incoming,
-                    "outgoing": entry.outgoing,
-                    "allowed": entry.allowed,
-                }
-                for entry in report.plan.entries
-            ],
+            "clearance_plan.json", [entry.as_record() for entry in report.plan.entries]
         ),
         "summary.json": _json_member("summary.json", _summary(report, files)),
     }

@@ -141,19 +141,7 @@ def decimal_cost(cost: Any) -> decimal.Decimal | None:
 def plan_table(plan: ClearancePlan) -> pd.DataFrame:
     """Every component with its clearance and the levels that reach it and leave it."""
     return pd.DataFrame(
-        [
-            {
-                "component": entry.component.name,
-                "kind": entry.component.kind,
-                "clearance": entry.component.clearance.name,
-                "incoming": entry.incoming.name,
-                "outgoing": entry.outgoing.name,
-                "allowed": entry.allowed,
-            }
-            for entry in plan.entries
-        ],
-        columns=list(PLAN_COLUMNS),
-        dtype=object,
+        [entry.as_record() for entry in plan.entries], columns=list(PLAN_COLUMNS), dtype=object
     )
 
 

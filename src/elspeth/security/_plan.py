@@ -70,6 +70,17 @@ class PlanEntry:
     def allowed(self) -> bool:
         return self.component.clearance >= self.incoming
 
+    def as_record(self) -> dict[str, str | bool]:
+        """The verdict as plain data, levels by name: for the audit log, reports and bundles."""
+        return {
+            "component": self.component.name,
+            "kind": self.component.kind,
+            "clearance": self.component.clearance.name,
+            "incoming": self.incoming.name,
+            "outgoing": self.outgoing.name,
+            "allowed": self.allowed,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ClearancePlan:

@@ -367,14 +367,7 @@ class SuiteRunner:
         suite_plan = build_suite_plan(self.suite, infos)
         self.last_plan = suite_plan
         for entry in suite_plan.plan.entries:
-            audit.record(
-                "clearance_decision",
-                component=entry.component.name,
-                clearance=entry.component.clearance.name,
-                incoming=entry.incoming.name,
-                outgoing=entry.outgoing.name,
-                allowed=entry.allowed,
-            )
+            audit.record("clearance_decision", **entry.as_record())
         if suite_plan.plan.violations:
             audit.record("refusal", reason="clearance_plan", count=len(suite_plan.plan.violations))
             raise ClearancePlanError(suite_plan.plan.violations)
