@@ -895,34 +895,21 @@ def _with_answers(
     return pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
 
 
-_NO_ANSWER = (None, Outcome.ERROR.value, None, None, None, None)
-
-
 def _answer_columns(
     result: RowResult | Answer | None,
 ) -> tuple[str | None, str, int | None, int | None, float | None, float | None]:
-    """(text, outcome, prompt tokens, completion tokens, cost, latency in ms) of one answer."""
+    """(text, outcome, prompt tokens, completion tokens, cost, latency in ms) of one answer.
+    Tokens belong to an answer; an error still cost what it cost and took its time."""
     if result is None:
-        return _NO_ANSWER
-    if isinstance(result, Answer):
-        return (
-            result.text,
-            Outcome.OK.value,
-            result.prompt_tokens,
-            result.completion_tokens,
-            float(result.cost),
-            None,
-        )
-    if result.outcome is not Outcome.OK:
-        return (None, result.outcome.value, None, None, float(result.cost), result.latency_s * 1000)
-    return (
-        result.text,
-        result.outcome.value,
-        result.prompt_tokens,
-        result.completion_tokens,
-        float(result.cost),
-        result.latency_s * 1000,
-    )
+        return (None, Outcome.ERROR.value, None, None, None, None)
+    tokens: tuple[int | None, int | None] = (result.prompt_tokens, result.completion_tokens)
+    if isinstance(result, Answer):  # restored from a checkpoint: its latency is not kept
+        return (result.text, Outcome.OK.value, *tokens, float(result.cost), None)
+    answered = result.outcome is Outcome.OK
+    if not answered:
+        tokens = (None, None)
+    text = result.text if answered else None
+    return (text, result.outcome.value, *tokens, float(result.cost), result.latency_s * 1000)
 
 
 def _early_stop(frame: SecureDataFrame) -> bool:
