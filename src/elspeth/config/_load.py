@@ -21,7 +21,7 @@ from elspeth.config._models import (
 )
 from elspeth.config._yaml import KeyPath, LoadedYaml, dotted, load_yaml
 from elspeth.security import redact_secrets
-from elspeth.sinks import ReportSinkSettings
+from elspeth.sinks import ReportSinkSettings, SinkConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,20 @@ class Suite:
 
     def line_of(self, path: KeyPath) -> int | None:
         return self.source.line_of(path)
+
+    def frame_sink(self, name: str) -> SinkConfig:
+        """The settings of sink ``name``, which an experiment or comparison lists."""
+        sink = self.settings.sinks[name]
+        if isinstance(sink, ReportSinkSettings):  # the loader refuses this already
+            raise TypeError(f"sink {name!r} is a suite-level sink, not a frame sink")
+        return sink
+
+    def report_sink(self, name: str) -> ReportSinkSettings:
+        """The settings of sink ``name``, which ``reports`` lists."""
+        sink = self.settings.sinks[name]
+        if not isinstance(sink, ReportSinkSettings):  # the loader refuses this already
+            raise TypeError(f"sink {name!r} writes frames, it is not a suite-level sink")
+        return sink
 
     def recordable_settings(self) -> dict[str, Any]:
         """The effective settings with every secret redacted: safe to write into an output."""

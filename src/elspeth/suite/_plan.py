@@ -19,7 +19,6 @@ from elspeth.security import (
     build_clearance_plan,
     join,
 )
-from elspeth.sinks import ReportSinkSettings
 
 DATASOURCE = "datasource"
 
@@ -102,11 +101,10 @@ def build_suite_plan(suite: Suite, infos: Mapping[str, PluginInfo]) -> SuitePlan
                 )
                 for sink in suite.comparison_sinks
             )
-    for sink in settings.reports:
-        report = settings.sinks[sink]
-        if not isinstance(report, ReportSinkSettings):  # the loader refuses this already
-            raise TypeError(f"sink {sink!r} is not a report sink")
-        components.append(report.component_spec(report_component(sink), tuple(reported)))
+    components.extend(
+        suite.report_sink(sink).component_spec(report_component(sink), tuple(reported))
+        for sink in settings.reports
+    )
     return SuitePlan(build_clearance_plan(PipelineSpec(tuple(components))), last)
 
 

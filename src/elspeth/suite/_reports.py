@@ -16,8 +16,6 @@ SUITE_SINKS: Final[Mapping[type[ReportSinkSettings], type[ReportSink]]] = {
 """Settings type → the sink that writes it: the readable reports and the signed bundle."""
 
 
-def open_report_sink(config: object) -> ReportSink:
+def open_report_sink(config: ReportSinkSettings) -> ReportSink:
     """The suite-level sink for ``config`` (one of the ``reports`` of a suite)."""
-    if not isinstance(config, ReportSinkSettings) or type(config) not in SUITE_SINKS:
-        raise TypeError(f"{type(config).__name__} is not a suite-level sink's settings")
     return SUITE_SINKS[type(config)](config)

@@ -66,9 +66,7 @@ from elspeth.sinks import (
     ExperimentReport,
     PluginRecord,
     ReportSink,
-    ReportSinkSettings,
     RunManifest,
-    Sink,
     SuiteReport,
     open_sink,
 )
@@ -361,7 +359,7 @@ class SuiteRunner:
         """Every suite-level sink, opened before any data is read: a bundle's signing key is
         loaded and checked here, not after the model has been paid for."""
         settings = self.suite.settings
-        return {name: open_report_sink(settings.sinks[name]) for name in settings.reports}
+        return {name: open_report_sink(self.suite.report_sink(name)) for name in settings.reports}
 
     def _require_plan(self, infos: Mapping[str, PluginInfo], audit: AuditLog) -> SuitePlan:
         suite_plan = build_suite_plan(self.suite, infos)
@@ -579,7 +577,7 @@ class SuiteRunner:
                 outputs.append((plugin, [aggregate]))
                 aggregates[plugin] = aggregate
         for sink_name in experiment.sinks:
-            sink = self._frame_sink(sink_name)
+            sink = open_sink(self.suite.frame_sink(sink_name))
             for label, output in outputs:
                 path = manifest.path_for(f"{experiment.name}__{label}__{sink_name}{sink.suffix}")
                 artifact = sink.write_chunks(output, path)
@@ -625,7 +623,7 @@ class SuiteRunner:
                 self._expect_level(compared, plan.level_of(component))
                 compared_all.append(ComparisonReport(comparison, baseline, variant.name, compared))
                 for sink_name in self.suite.comparison_sinks:
-                    sink = self._frame_sink(sink_name)
+                    sink = open_sink(self.suite.frame_sink(sink_name))
                     path = manifest.path_for(
                         f"compare__{comparison}__{variant.name}__{sink_name}{sink.suffix}"
                     )
@@ -693,12 +691,6 @@ class SuiteRunner:
         return written
 
     # -- helpers ----------------------------------------------------------------------------
-
-    def _frame_sink(self, name: str) -> Sink:
-        config = self.suite.settings.sinks[name]
-        if isinstance(config, ReportSinkSettings):  # the loader refuses this already
-            raise TypeError(f"sink {name!r} is a suite-level sink, not a frame sink")
-        return open_sink(config)
 
     @staticmethod
     def _expect_level(frame: SecureDataFrame, planned: SecurityLevel) -> None:
