@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,17 @@ def test_score_extractor_declaration() -> None:
     assert plugin.kind is PluginKind.ROW_PLUGIN
     assert plugin.clearance is SecurityLevel.SECRET
     assert plugin.output_floor is None
+
+
+def test_a_plugin_says_which_code_it_is() -> None:
+    """A built-in is its distribution and version; a plugin file, which has no version of its
+    own, is its file name and SHA-256, so a changed file is a different plugin on the record."""
+    registry = PluginRegistry([WORKER_PLUGINS])
+    assert describe(registry.get("score_extractor"))["version"] == (
+        f"elspeth {metadata.version('elspeth')}"
+    )
+    source = Path(inspect.getfile(registry.get("mean_aggregator")))
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert describe(registry.get("mean_aggregator"))["version"] == (
+        f"file {source.name} sha256:{digest}"
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import functools
 import hashlib
 import inspect
 import re
@@ -175,11 +176,18 @@ def validate_parameters(plugin: type[Plugin], parameters: Mapping[str, Any] | No
         raise ConfigurationError(f"plugin {plugin.name!r}: invalid parameters: {details}") from None
 
 
+@functools.cache
+def _distributions_by_package() -> Mapping[str, list[str]]:
+    """Top-level package -> distributions; reading every distribution's metadata takes about
+    0.15 s, so a worker does it once, not once per plugin it describes."""
+    return metadata.packages_distributions()
+
+
 def plugin_version(plugin: type[Plugin]) -> str:
     """Which code a plugin is: its distribution and version, or for a plugin file loaded from a
     plugin directory, the file's name and SHA-256 (such files have no version of their own)."""
     top = plugin.__module__.split(".", 1)[0]
-    distributions = metadata.packages_distributions().get(top)
+    distributions = _distributions_by_package().get(top)
     if distributions:
         name = distributions[0]
         return f"{name} {metadata.version(name)}"
