@@ -58,6 +58,7 @@ from bench_workers import alternating
 from elspeth.bundle import BundleConfig, BundleSink, generate_signing_key, verify_bundle
 from elspeth.bundle._archive import _COMPRESSION_LEVEL as BUNDLE_GZIP_LEVEL
 from elspeth.bundle._contents import PARQUET_COMPRESSION, installed_packages
+from elspeth.outcome import RunStatus
 from elspeth.reports import (
     ExcelReport,
     ExcelReportConfig,
@@ -259,6 +260,7 @@ def make_report(
             PluginRecord("score_summary", "score_summary", "aggregator", "bench", {}),
         ),
         artifacts=(),
+        status=RunStatus.COMPLETE,
     )
 
 

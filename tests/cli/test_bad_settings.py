@@ -1,6 +1,7 @@
 """Every bad input the settings can hold gets exit 2 (3 for the clearance plan) and a message that
-names the file, the line where it can, the key and the value's problem — before any data is read
-or any model is called (the ``mock`` model here; the loopback tests prove "no HTTP")."""
+names the file, the line and column where it can, the key and the value's problem — before any
+data is read or any model is called (the ``mock`` model here; the loopback tests prove "no
+HTTP")."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ def line_of(suite: SuiteFiles, text: str) -> int:
     raise AssertionError(f"{text!r} is not in {suite.path}")
 
 
+def place(suite: SuiteFiles, text: str, at: str | None = None) -> str:
+    """``line:column`` (both 1-based) of ``at`` (default: ``text`` without its indent) on the
+    first line of the written settings where ``text`` appears."""
+    for number, line in enumerate(suite.path.read_text("utf-8").splitlines(), start=1):
+        if text in line:
+            return f"{number}:{line.index(at or text.lstrip()) + 1}"
+    raise AssertionError(f"{text!r} is not in {suite.path}")
+
+
 def validate(suite: SuiteFiles, edit: Edit) -> tuple[int, str]:
     edit(suite.settings)
     result = run_cli(*suite.args("--validate-only"))
@@ -42,24 +52,24 @@ def use_plugin(settings: dict[str, Any], plugin: str, params: dict[str, Any]) ->
 def test_unknown_key_names_file_line_and_key(suite: SuiteFiles) -> None:
     code, message = validate(suite, lambda s: s["defaults"].update(concurency=3))
 
-    line = line_of(suite, "concurency:")
+    where = place(suite, "concurency:")
     assert code == 2
-    assert f"{suite.path}:{line}: defaults.concurency: unknown key" in message
+    assert f"{suite.path}:{where}: defaults.concurency: unknown key" in message
 
 
 def test_wrong_type_names_the_key(suite: SuiteFiles) -> None:
     code, message = validate(suite, lambda s: s["defaults"].update(concurrency="many"))
 
-    line = line_of(suite, "concurrency: many")
+    where = place(suite, "concurrency: many", at="many")
     assert code == 2
-    assert f"{suite.path}:{line}: defaults.concurrency: Input should be a valid integer" in message
+    assert f"{suite.path}:{where}: defaults.concurrency: Input should be a valid integer" in message
 
 
 def test_missing_required_key(suite: SuiteFiles) -> None:
     code, message = validate(suite, lambda s: s.pop("models"))
 
     assert code == 2
-    assert f"{suite.path}:1: models: required key is missing" in message
+    assert f"{suite.path}:1:1: models: required key is missing" in message
 
 
 def test_several_problems_are_listed_together(suite: SuiteFiles) -> None:
@@ -81,9 +91,9 @@ def test_several_problems_are_listed_together(suite: SuiteFiles) -> None:
 def test_unknown_plugin_lists_the_known_ones(suite: SuiteFiles) -> None:
     code, message = validate(suite, lambda s: use_plugin(s, "no_such_plugin", {}))
 
-    line = line_of(suite, "  check:")
+    where = place(suite, "  check:")
     assert code == 2
-    assert f"{suite.path}:{line}: plugins.check: unknown plugin 'no_such_plugin'" in message
+    assert f"{suite.path}:{where}: plugins.check: unknown plugin 'no_such_plugin'" in message
     assert "known plugins: json_schema_validator, regex_validator" in message
 
 
@@ -109,9 +119,12 @@ def test_unknown_model_sink_and_prompt_pack_references(suite: SuiteFiles) -> Non
         ("prompt_pack", "prompt_pack: gone", "unknown prompt pack 'gone'; defined: rate"),
         ("sinks", "- nowhere", "unknown sink 'nowhere'; defined: results"),
     ]:
-        # A list is reported at its key, the line above its first item.
-        line = line_of(suite, written) - (key == "sinks")
-        assert f"{suite.path}:{line}: experiments[0].{key}: {text}" in message
+        where = place(suite, written)
+        if key == "sinks":  # a list is reported at its key, the line above its first item
+            line = line_of(suite, written) - 1
+            above = suite.path.read_text("utf-8").splitlines()[line - 1]
+            where = f"{line}:{above.index('sinks:') + 1}"
+        assert f"{suite.path}:{where}: experiments[0].{key}: {text}" in message
 
 
 def test_template_field_not_in_declared_columns(suite: SuiteFiles) -> None:
@@ -122,8 +135,9 @@ def test_template_field_not_in_declared_columns(suite: SuiteFiles) -> None:
 
     assert code == 2
     assert (
-        f"{suite.path}:{line_of(suite, 'colour:')}: experiment base: template "
-        "rate.criteria.colour.user uses field 'colour', which is not a datasource column"
+        f"{suite.path}:{place(suite, 'colour:')}: prompt_packs.rate.criteria.colour: "
+        "experiment base: template rate.criteria.colour.user uses field 'colour', which is not "
+        "a datasource column; the columns the datasource declares: id, text"
     ) in message
 
 
@@ -132,10 +146,10 @@ def test_missing_environment_variable_is_named_not_guessed(suite: SuiteFiles) ->
         suite, lambda s: s["suite"].update(description="key ${ELSPETH_TEST_NOT_SET_ANYWHERE}")
     )
 
-    line = line_of(suite, "ELSPETH_TEST_NOT_SET_ANYWHERE")
+    where = place(suite, "ELSPETH_TEST_NOT_SET_ANYWHERE", at="key ${")
     assert code == 2
     assert (
-        f"{suite.path}:{line}: suite.description: environment variable "
+        f"{suite.path}:{where}: suite.description: environment variable "
         "ELSPETH_TEST_NOT_SET_ANYWHERE is not set"
     ) in message
 
@@ -178,7 +192,7 @@ def test_malformed_yaml_names_the_line(suite: SuiteFiles) -> None:
     result = run_cli("--settings", suite.path, "--validate-only")
 
     assert result.code == 2
-    assert f"{suite.path}:3: (top level): invalid YAML:" in flat(result.stderr)
+    assert f"{suite.path}:3:2: (top level): invalid YAML:" in flat(result.stderr)
 
 
 def test_duplicate_key_names_the_second_line(suite: SuiteFiles) -> None:
@@ -187,7 +201,7 @@ def test_duplicate_key_names_the_second_line(suite: SuiteFiles) -> None:
     result = run_cli("--settings", suite.path, "--validate-only")
 
     assert result.code == 2
-    assert f"{suite.path}:3: suite.name: duplicate key (it appears twice)" in flat(result.stderr)
+    assert f"{suite.path}:3:3: suite.name: duplicate key (it appears twice)" in flat(result.stderr)
 
 
 def test_missing_settings_file(suite: SuiteFiles) -> None:
@@ -206,8 +220,8 @@ def test_missing_datasource_file(suite: SuiteFiles) -> None:
 
     assert result.code == 2
     assert f"{suite.directory / 'absent.csv'}: no such file; check 'path'" in flat(result.stderr)
-    (run_dir,) = suite.run_dirs()
-    assert not list(run_dir.glob("base__*"))
+    # Found when the settings are loaded: the run does not start, and writes nothing.
+    assert not suite.run_dirs()
 
 
 def test_head_must_be_positive(suite: SuiteFiles) -> None:
@@ -223,9 +237,9 @@ def test_each_problem_stays_on_one_line_for_logs_and_grep(suite: SuiteFiles) -> 
 
     result = run_cli(*suite.args("--validate-only"))
 
-    line = line_of(suite, "concurrency: many")
+    where = place(suite, "concurrency: many", at="many")
     expected = (
-        f"{suite.path}:{line}: defaults.concurrency: Input should be a valid integer, "
+        f"{suite.path}:{where}: defaults.concurrency: Input should be a valid integer, "
         "unable to parse string as an integer"
     )
     assert result.code == 2

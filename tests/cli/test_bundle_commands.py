@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from elspeth.cli import EXIT_CONFIGURATION, EXIT_OK, EXIT_SECURITY
+from elspeth.outcome import ExitCode
 from elspeth.sidecar import SidecarClient
 from tests.bundle.helpers import make_key_pair, tampered, write_bundle
 from tests.datasources.conftest import authority, daemon  # noqa: F401  (fixtures)
@@ -17,11 +17,38 @@ def test_keygen_writes_a_key_pair_and_refuses_to_overwrite(tmp_path: Path) -> No
     made = run_cli("keygen", "--private", private, "--public", public)
     again = run_cli("keygen", "--private", private, "--public", public)
 
-    assert made.code == EXIT_OK, made.output
+    assert made.code == ExitCode.OK, made.output
     assert "fingerprint: SHA256:" in made.stdout
     assert private.stat().st_mode & 0o777 == 0o600
-    assert again.code == EXIT_CONFIGURATION
+    assert again.code == ExitCode.CONFIGURATION
     assert f"{private} already exists" in again.stderr
+
+
+def test_keygen_creates_missing_parent_directories_private(tmp_path: Path) -> None:
+    private = tmp_path / "keys" / "signing" / "signer.pem"
+    public = tmp_path / "public" / "signer.pub.pem"
+
+    made = run_cli("keygen", "--private", private, "--public", public)
+
+    assert made.code == ExitCode.OK, made.output
+    for directory in (tmp_path / "keys", private.parent, public.parent):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+    assert private.stat().st_mode & 0o777 == 0o600
+
+
+def test_keygen_under_a_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+
+    result = run_cli_subprocess(
+        "keygen", "--private", blocker / "k.pem", "--public", tmp_path / "k.pub.pem"
+    )
+
+    assert result.code == ExitCode.CONFIGURATION
+    assert result.stderr.splitlines() == [
+        f"elspeth keygen: {blocker / 'k.pem'}: the parent {blocker} is not a directory"
+    ]
+    assert not (tmp_path / "k.pub.pem").exists()
 
 
 def test_verify_bundle_reports_and_exit_codes(
@@ -40,13 +67,13 @@ def test_verify_bundle_reports_and_exit_codes(
     tampered(written.path, extra_dot_txt=b"x")
     broken = run_cli("verify-bundle", written.path, "--public-key", signer.public)
 
-    assert pinned.code == EXIT_OK, pinned.output
+    assert pinned.code == ExitCode.OK, pinned.output
     assert "classification: OFFICIAL" in pinned.stdout
     assert f"ed25519 by {signer.fingerprint}, pinned by the given public key" in pinned.stdout
     assert "files checked: 14" in pinned.stdout
-    assert unpinned.code == EXIT_OK
+    assert unpinned.code == ExitCode.OK
     assert "NOT PINNED" in unpinned.stdout
-    assert broken.code == EXIT_SECURITY
+    assert broken.code == ExitCode.SECURITY
     assert "bundle failed verification (1 problem)" in broken.stderr
     assert "extra.txt: not listed in the manifest" in broken.stderr
     assert broken.stdout == ""
@@ -62,13 +89,13 @@ def test_verify_bundle_usage_and_unreadable_paths_exit_2(tmp_path: Path) -> None
     both = run_cli("verify-bundle", key, "--public-key", key, "--hmac-key", key)
     bad_key = run_cli("verify-bundle", key, "--public-key", tmp_path / "absent.pem")
 
-    assert missing.code == EXIT_CONFIGURATION
+    assert missing.code == ExitCode.CONFIGURATION
     assert "absent.tar.gz: cannot be opened" in missing.stderr
-    assert no_path.code == EXIT_CONFIGURATION
+    assert no_path.code == ExitCode.CONFIGURATION
     assert "the following arguments are required: PATH" in no_path.stderr
-    assert both.code == EXIT_CONFIGURATION
+    assert both.code == ExitCode.CONFIGURATION
     assert "not allowed with argument" in both.stderr
-    assert bad_key.code == EXIT_CONFIGURATION
+    assert bad_key.code == ExitCode.CONFIGURATION
     assert "absent.pem does not exist" in bad_key.stderr
 
 
@@ -81,10 +108,10 @@ def test_the_installed_command_dispatches_subcommands_and_keeps_its_flags(
     refused = run_cli_subprocess("verify-bundle", not_a_bundle)
     main_help = run_cli("--help")
 
-    assert help_text.code == EXIT_OK
+    assert help_text.code == ExitCode.OK
     assert "--public-key FILE" in help_text.stdout
-    assert refused.code == EXIT_SECURITY
+    assert refused.code == ExitCode.SECURITY
     assert "not a complete, valid gzip file" in refused.stderr
-    assert main_help.code == EXIT_OK
+    assert main_help.code == ExitCode.OK
     assert "--settings" in main_help.stdout
     assert "elspeth verify-bundle" in main_help.stdout

@@ -11,23 +11,66 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.suite.conftest import SuiteFiles, manifest, read_results, run_cli, summary_json
+from tests.suite.conftest import (
+    SuiteFiles,
+    manifest,
+    read_results,
+    run_cli,
+    run_cli_subprocess,
+    summary_json,
+)
 
 
-def test_help_explains_the_exit_codes() -> None:
-    result = run_cli("--help")
+@pytest.mark.parametrize("command", [["--help"], ["run", "--help"], ["validate", "--help"]])
+def test_help_explains_the_exit_codes(command: list[str]) -> None:
+    result = run_cli(*command)
 
     assert result.code == 0
     assert "exit codes:" in result.stdout
     for code, meaning in [
-        ("0", "the suite ran to completion"),
-        ("1", "the run failed or stopped early"),
+        ("0", "complete: every row answered, or its errors within max_error_rate"),
+        ("1", "failed or stopped"),
         ("2", "configuration error"),
         ("3", "security refusal"),
+        ("130", "interrupted (SIGINT or SIGTERM)"),
     ]:
-        assert f"  {code}  {meaning}" in result.stdout
+        assert f"  {code:<3}  {meaning}" in result.stdout
+
+
+def test_run_help_names_every_option_and_status() -> None:
+    result = run_cli("--help")
+
     for option in ("--settings", "--validate-only", "--resume", "--json-summary", "--head"):
         assert option in result.stdout
+    for status in ("complete", "complete_with_errors", "failed", "stopped", "refused"):
+        assert status in result.stdout
+
+
+def test_version_names_the_installed_distribution() -> None:
+    from importlib.metadata import version
+
+    result = run_cli_subprocess("--version")
+
+    assert (result.code, result.stdout) == (0, f"elspeth {version('elspeth')}\n")
+
+
+@pytest.mark.integration
+def test_run_and_validate_subcommands_do_what_the_flags_do(suite: SuiteFiles) -> None:
+    checked = run_cli_subprocess("validate", suite.write())
+    ran = run_cli_subprocess("run", *suite.args("--head", "2", "--json-summary", "-"))
+
+    assert checked.code == 0, checked.output
+    assert f"settings valid: {suite.path}" in checked.stdout
+    assert ran.code == 0, ran.output
+    assert json.loads(ran.stdout)["status"] == "complete"
+
+
+def test_a_usage_error_is_exit_2_with_the_usage(tmp_path: Path) -> None:
+    result = run_cli_subprocess("validate")
+
+    assert result.code == 2
+    assert "usage: elspeth validate" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_schema_is_a_valid_json_schema_the_sample_suite_satisfies() -> None:

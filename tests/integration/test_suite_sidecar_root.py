@@ -268,7 +268,7 @@ def test_secret_data_to_an_official_sink_is_refused_before_reading(
     assert "frame_granted" not in events
     assert "llm_result" not in events
     recorded = manifest(run_dir)
-    assert (recorded["status"], recorded["artifacts"]) == ("partial", [])
+    assert (recorded["status"], recorded["artifacts"]) == ("refused", [])
     assert "ClearancePlanError" in recorded["reason"]
     assert sorted(path.name for path in run_dir.iterdir()) == [
         "audit.jsonl",
@@ -404,13 +404,13 @@ def test_the_same_secret_suite_in_standalone_mode_is_refused_by_its_daemon(
     # The plan passed (everything is SECRET): the refusal came back from the daemon.
     reported = json.loads(summary.read_text("utf-8"))
     assert reported["exit_code"] == 3
-    assert reported["error"].startswith("RequestRefusedError: sidecar refused (level_refused")
-    assert STANDALONE_CEILING in reported["error"]
+    assert reported["reason"].startswith("RequestRefusedError: sidecar refused (level_refused")
+    assert STANDALONE_CEILING in reported["reason"]
     assert server.stats.request_count == 0
     run_dir = suite.only_run_dir()
     events = audit_events(run_dir)
     assert [e["mode"] for e in events if e["event"] == "authority_ready"] == ["standalone"]
     assert all(e["allowed"] for e in events if e["event"] == "clearance_decision")
     assert "frame_granted" not in {e["event"] for e in events}
-    assert manifest(run_dir)["status"] == "partial"
+    assert manifest(run_dir)["status"] == "refused"
     assert_key_absent(suite, run.result)

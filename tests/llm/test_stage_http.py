@@ -257,7 +257,10 @@ def test_render_errors_are_row_errors_without_a_request(server: OpenAIServer) ->
     failed = next(r for r in summary.collected if r.outcome is Outcome.ERROR)
     assert failed.row == 1
     assert failed.error_kind is ErrorKind.PROMPT_RENDER
-    assert failed.error_message == "template prompts.criteria.accuracy.user: 'answer' is undefined"
+    assert failed.error_message == (
+        "template prompts.criteria.accuracy.user: 'answer' is undefined; "
+        "the row's columns are: question"
+    )
     assert server.stats.request_count == 1
 
 

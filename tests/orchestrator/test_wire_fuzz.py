@@ -45,7 +45,12 @@ def near_messages(draw: st.DrawFn) -> bytes:
 
 
 @pytest.mark.parametrize("table", TABLES.values(), ids=TABLES)
-@settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# A per-test list replaces the profile's (tests/conftest.py), so too_slow is named again.
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(body=st.one_of(st.binary(max_size=200), near_messages()))
 def test_decode_accepts_only_what_the_table_says(table, body: bytes) -> None:  # type: ignore[no-untyped-def]
     try:

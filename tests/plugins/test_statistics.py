@@ -10,14 +10,20 @@ summary's level is the join of its inputs' levels.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
+from fractions import Fraction
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
 
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import PluginFailedError
@@ -25,12 +31,17 @@ from elspeth.orchestrator._runtime import PluginRuntime
 from elspeth.plugins import PluginKind, validate_parameters
 from elspeth.plugins.builtin._score_comparison import (
     COMPARISON_COLUMNS,
+    MATERIALISE_AT_MOST,
+    MIN_PER_SIDE,
+    PairwiseValues,
     ScoreComparison,
     ScoreComparisonParameters,
     choose_test,
     cliffs_delta,
     compare_frames,
     effect_magnitude,
+    rank_sum_critical_count,
+    signed_rank_critical_count,
 )
 from elspeth.plugins.builtin._score_summary import (
     SUMMARY_COLUMNS,
@@ -350,12 +361,28 @@ def test_unit_mann_whitney_on_the_sleep_data_matches_r() -> None:
     assert row["test"] == "mann_whitney_u"  # auto: 10 values are a small sample
     assert row["statistic"] == pytest.approx(100 - 25.5)
     assert row["p_value"] == pytest.approx(0.06933, abs=1e-5)
+    assert row["difference"] == pytest.approx(1.58)
+    # The interval is the Mann-Whitney test's own, by its definition: 0.8, -0.1 and 3.4 occur on
+    # both sides, so the normal approximation; no score repeats within a side, so no tie term:
+    # U has mean 50 and sd sqrt(10 * 10 * 21 / 12) = 13.228757, and with the continuity
+    # correction a count c is rejected when c < 50 - 0.5 - 1.959964 * 13.228757 = 23.572: c = 23.
+    # The interval runs from the 24th smallest of the 100 differences to the 24th largest, the
+    # estimate is the median of all 100 (the 50th and 51st: 1.3 and 1.4). (R's
+    # wilcox.test(conf.int = TRUE) finds its ends by root-finding the tie-corrected statistic
+    # instead, so its numbers differ.)
+    differences = np.sort(
+        (np.array(SLEEP_DRUG_2)[None, :] - np.array(SLEEP_DRUG_1)[:, None]).ravel()
+    )
+    assert (differences[23], differences[-24]) == pytest.approx((-0.1, 3.6))
+    assert (row["ci_low"], row["ci_high"]) == (differences[23], differences[-24])
+    assert row["estimate"] == pytest.approx(1.35) == (differences[49] + differences[50]) / 2
+    assert row["interval_method"] == "hodges_lehmann_normal"
     assert row["paired_rows"] == 0
     assert row["paired_test"] is None
     assert row["significant"] is False
     assert row["verdict"] == (
-        "q: no significant difference (+1.58, 95% CI -0.21 to +3.37; Mann-Whitney U p=0.069; "
-        "Cliff's delta 0.49, large)"
+        "q: no significant difference (+1.35, Hodges-Lehmann estimate, 95% CI -0.10 to +3.60; "
+        "Mann-Whitney U p=0.069; Cliff's delta 0.49, large)"
     )
 
 
@@ -364,6 +391,7 @@ def test_unit_welch_by_hand() -> None:
     # Standard error sqrt(4/3 + 10/5) = sqrt(10/3) = 1.825742; t = 5 / 1.825742 = 2.738613;
     # Welch df = (10/3)^2 / ((4/3)^2/2 + 2^2/4) = (100/9) / (17/9) = 100/17.
     row = compare_one(*unpaired([2, 4, 6], [5, 7, 9, 11, 13]), criteria="q", test="welch_t")
+    assert (row["estimate"], row["interval_method"]) == (5, "welch_t")
     standard_error = math.sqrt(10 / 3)
     df = 100 / 17
     assert row["statistic"] == pytest.approx(5 / standard_error)
@@ -377,16 +405,27 @@ def test_unit_welch_by_hand() -> None:
 def test_unit_exact_mann_whitney_and_cliffs_delta_by_hand() -> None:
     # 1 2 3 against 4 5 6: the variant wins all 9 pairs, U = 9, delta = 2*9/9 - 1 = +1. Exact
     # two-sided p: 2 of the C(6,3) = 20 equally likely rankings are this extreme: 0.1.
-    # Welch: difference 3, standard error sqrt(1/3 + 1/3), df = (2/3)^2 / (2 * (1/3)^2 / 2) = 4:
-    # 3 -/+ 2.776445 * 0.816497 = 3 -/+ 2.266958.
+    # The 9 differences are 1 2 2 3 3 3 4 4 5: Hodges-Lehmann shift 3. At alpha 0.05 even U = 0
+    # (P = 1/20, not below 0.025) is kept, so every shift is: the interval is unbounded.
     higher = compare_one(*unpaired([1, 2, 3], [4, 5, 6]), criteria="q")
     assert (higher["test"], higher["statistic"], higher["p_value"]) == (
         "mann_whitney_u",
         9.0,
         pytest.approx(0.1),
     )
-    assert (higher["ci_low"], higher["ci_high"]) == pytest.approx((0.733042, 5.266958), abs=1e-6)
+    assert (higher["estimate"], higher["ci_low"], higher["ci_high"]) == (3, -math.inf, math.inf)
+    assert higher["interval_method"] == "hodges_lehmann_exact"
+    assert higher["significant"] is False
     assert (higher["cliffs_delta"], higher["effect_magnitude"]) == (1.0, "large")
+    # At alpha 0.2, P(U <= 0) = 1/20 < 0.1 but P(U <= 1) = 2/20 is not: c = 0, the interval is
+    # the smallest to the largest difference, 1 to 5, and p = 0.1 < 0.2 agrees.
+    loose = compare_one(*unpaired([1, 2, 3], [4, 5, 6]), criteria="q", alpha=0.2)
+    assert (loose["ci_low"], loose["ci_high"], loose["confidence"]) == (1, 5, 0.8)
+    assert loose["significant"] is True
+    assert loose["verdict"] == (
+        "q: variant better than baseline by +3.00 (Hodges-Lehmann estimate, 80% CI +1.00 to "
+        "+5.00; Mann-Whitney U p=0.100; Cliff's delta 1.00, large)"
+    )
     lower = compare_one(*unpaired([4, 5, 6], [1, 2, 3]), criteria="q")
     assert (lower["statistic"], lower["cliffs_delta"]) == (0.0, -1.0)
     assert lower["p_value"] == pytest.approx(0.1)
@@ -507,6 +546,22 @@ def test_unit_wilcoxon_exact_by_hand() -> None:
     positive = compare_one(baseline, scores_frame([1.0, 2, 3, 4, 5]), criteria="q")
     assert positive["paired_test"] == "wilcoxon"
     assert positive["paired_p_value"] == pytest.approx(2 / 32)
+    # The 15 Walsh averages of 1..5 have median 3. At alpha 0.05 no count is rare enough
+    # (P(W+ <= 0) = 1/32 is not below 0.025): unbounded, as p = 2/32 is not below 0.05.
+    assert (positive["paired_estimate"], positive["paired_interval_method"]) == (
+        3,
+        "hodges_lehmann_exact",
+    )
+    assert (positive["paired_ci_low"], positive["paired_ci_high"]) == (-math.inf, math.inf)
+    assert positive["significant"] is False
+    # At alpha 0.1, P(W+ <= 0) = 1/32 < 0.05 <= P(W+ <= 1) = 2/32: c = 0, the interval runs from
+    # the smallest Walsh average to the largest, 1 to 5, and p = 2/32 < 0.1 agrees.
+    loose = compare_one(baseline, scores_frame([1.0, 2, 3, 4, 5]), criteria="q", alpha=0.1)
+    assert (loose["paired_ci_low"], loose["paired_ci_high"]) == (1, 5)
+    assert loose["verdict"] == (
+        "q: variant better than baseline by +3.00 (Hodges-Lehmann estimate, 90% CI +1.00 to "
+        "+5.00; Wilcoxon signed-rank p=0.062; Cliff's delta 1.00, large)"
+    )
     one_negative = compare_one(baseline, scores_frame([-1.0, 2, 3, 4, 5]), criteria="q")
     assert one_negative["paired_p_value"] == pytest.approx(4 / 32)
     assert one_negative["significant"] is False
@@ -577,8 +632,8 @@ def test_unit_degenerate_statistics_are_nan_or_null() -> None:
         for c in ("baseline_mean", "difference", "ci_low", "statistic", "p_value", "cliffs_delta")
     )
     assert empty_side["effect_magnitude"] is None
-    # Constant sides: Mann-Whitney still ranks them (U = 4 of 4 pairs, delta +1); Welch's
-    # interval has no spread to work with.
+    # Constant sides: Mann-Whitney still ranks them (U = 4 of 4 pairs, delta +1) and every
+    # difference is 1; two scores a side can never be significant, so every shift is kept.
     constant = compare_one(*unpaired([3, 3], [4, 4]), criteria="q")
     assert (constant["test"], constant["statistic"], constant["cliffs_delta"]) == (
         "mann_whitney_u",
@@ -586,8 +641,12 @@ def test_unit_degenerate_statistics_are_nan_or_null() -> None:
         1.0,
     )
     assert 0 < constant["p_value"] <= 1
-    assert math.isnan(constant["ci_low"])
-    assert math.isnan(constant["ci_high"])
+    assert (constant["estimate"], constant["ci_low"], constant["ci_high"]) == (
+        1,
+        -math.inf,
+        math.inf,
+    )
+    assert constant["verdict"].startswith("q: no significant difference (+1.00, Hodges-Lehmann")
     one_pair = compare_one(scores_frame([1, 2, 3]), scores_frame([5], [0]), criteria="q")
     assert one_pair["paired_rows"] == 1
     assert one_pair["paired_test"] is None
@@ -601,7 +660,7 @@ def test_unit_degenerate_statistics_are_nan_or_null() -> None:
                 ]
             )
         )
-        == [None] * 4
+        == [None] * 6
     )
 
 
@@ -615,6 +674,347 @@ def test_unit_every_criterion_gets_a_row_with_its_own_score_column() -> None:
     )
     assert summary["criterion"].tolist() == ["x", "y"]
     assert summary["paired_mean_difference"].tolist() == [1.0, 0.0]
+
+
+# --- score_comparison: a verdict and its interval come from one test ------------------------------
+
+
+def signed_rank_null_counts(size: int) -> list[int]:
+    """How many of the 2**size sign patterns of the ranks 1..size give each W+: enumerated."""
+    counts = [0] * (size * (size + 1) // 2 + 1)
+    for signs in itertools.product((False, True), repeat=size):
+        counts[sum(rank for rank, sign in zip(range(1, size + 1), signs, strict=True) if sign)] += 1
+    return counts
+
+
+def rank_sum_null_counts(first: int, second: int) -> list[int]:
+    """How many of the C(first + second, first) rankings give each U of the first sample (the
+    other sample's values below each of its own): enumerated."""
+    counts = [0] * (first * second + 1)
+    for ranks in itertools.combinations(range(first + second), first):
+        counts[sum(rank - position for position, rank in enumerate(ranks))] += 1
+    return counts
+
+
+def critical_by_enumeration(counts: list[int], alpha: float) -> int:
+    """The largest c with P(count <= c) < alpha / 2 (alpha as written); -1 when there is none."""
+    cumulative = itertools.accumulate(counts)
+    below = [
+        c
+        for c, total in enumerate(cumulative)
+        if Fraction(total, sum(counts)) < Fraction(str(alpha)) / 2
+    ]
+    return max(below, default=-1)
+
+
+def normal_critical(mean: float, variance: float, alpha: float, continuity: float) -> int:
+    """The largest integer c with mean - c - continuity > z(1 - alpha / 2) * sd, from the
+    standard library's normal quantile (not scipy's)."""
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    return math.ceil(mean - continuity - z * math.sqrt(variance)) - 1
+
+
+def walsh_averages(differences: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    size = len(differences)
+    return np.sort(
+        [(differences[i] + differences[j]) / 2 for i in range(size) for j in range(i, size)]
+    )
+
+
+def all_differences(baseline: Any, variant: Any) -> np.ndarray[Any, Any]:
+    return np.sort((np.asarray(variant)[None, :] - np.asarray(baseline)[:, None]).ravel())
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.1, 0.2, 0.0625])
+def test_unit_exact_critical_counts_match_enumeration(alpha: float) -> None:
+    for size in range(1, 12):
+        expected = critical_by_enumeration(signed_rank_null_counts(size), alpha)
+        assert signed_rank_critical_count(size, alpha) == expected, size
+    for first, second in itertools.product(range(1, 7), range(1, 8)):
+        expected = critical_by_enumeration(rank_sum_null_counts(first, second), alpha)
+        assert rank_sum_critical_count(first, second, alpha) == expected, (first, second)
+
+
+def test_unit_exact_critical_counts_match_printed_tables() -> None:
+    # Two-sided 0.05 critical values from printed tables: Wilcoxon signed-rank T for n = 6..10:
+    # 0, 2, 3, 5, 8; Mann-Whitney U for 5 and 7 scores: 5, for 8 and 8: 13.
+    assert [signed_rank_critical_count(n, 0.05) for n in range(6, 11)] == [0, 2, 3, 5, 8]
+    assert rank_sum_critical_count(5, 7, 0.05) == 5
+    assert rank_sum_critical_count(8, 8, 0.05) == 13
+
+
+def test_unit_exact_hodges_lehmann_intervals_by_brute_force() -> None:
+    rng = np.random.default_rng(20)
+    baseline = rng.normal(size=10)
+    variant = baseline + rng.normal(0.8, 1, 10)
+    # Ten pairs, distinct differences: the exact distribution, c = 8 (the table's T).
+    row = compare_one(
+        scores_frame(list(baseline)),
+        scores_frame(list(variant)),
+        criteria="q",
+        test="mann_whitney_u",
+    )
+    walsh = walsh_averages(variant - baseline)
+    assert row["paired_interval_method"] == "hodges_lehmann_exact"
+    assert row["paired_estimate"] == np.median(walsh)
+    assert (row["paired_ci_low"], row["paired_ci_high"]) == (walsh[8], walsh[-9])
+    scipy_p = stats.wilcoxon(variant, baseline).pvalue
+    assert row["paired_p_value"] == pytest.approx(scipy_p, rel=1e-12)
+    assert row["significant"] is bool(scipy_p < 0.05) is bool(walsh[8] > 0 or walsh[-9] < 0)
+    # Five baseline and seven variant scores, all distinct: exact, c = 5 (the table's U).
+    small, large = rng.normal(size=5), rng.normal(1.5, 1, 7)
+    row = compare_one(*unpaired(list(small), list(large)), criteria="q")
+    differences = all_differences(small, large)
+    assert row["interval_method"] == "hodges_lehmann_exact"
+    assert row["estimate"] == np.median(differences)
+    assert (row["ci_low"], row["ci_high"]) == (differences[5], differences[-6])
+    scipy_p = stats.mannwhitneyu(large, small).pvalue
+    assert row["p_value"] == pytest.approx(scipy_p, rel=1e-12)
+    assert (
+        row["significant"]
+        is bool(scipy_p < 0.05)
+        is bool(differences[5] > 0 or differences[-6] < 0)
+    )
+
+
+def test_unit_normal_hodges_lehmann_intervals_by_brute_force() -> None:
+    rng = np.random.default_rng(21)
+    # 60 pairs (beyond the exact distribution's 50): W+ has mean 60 * 61 / 4 and variance
+    # 60 * 61 * 121 / 24, no continuity correction (scipy's default for Wilcoxon).
+    baseline = rng.normal(size=60)
+    variant = baseline + rng.normal(0.3, 1, 60)
+    row = compare_one(
+        scores_frame(list(baseline)),
+        scores_frame(list(variant)),
+        criteria="q",
+        test="mann_whitney_u",
+    )
+    walsh = walsh_averages(variant - baseline)
+    c = normal_critical(60 * 61 / 4, 60 * 61 * 121 / 24, 0.05, continuity=0)
+    assert row["paired_interval_method"] == "hodges_lehmann_normal"
+    assert (row["paired_ci_low"], row["paired_ci_high"]) == (walsh[c], walsh[-c - 1])
+    assert row["paired_estimate"] == np.median(walsh)
+    assert bool(row["paired_p_value"] < 0.05) is row["significant"]
+    # Ratings, 40 against 35: ties within each side correct U's variance (their t^3 - t summed,
+    # over N (N - 1) with N = 75), and the continuity correction is scipy's default.
+    ratings, other = rng.integers(1, 6, 40).astype(float), rng.integers(2, 6, 35).astype(float)
+    row = compare_one(*unpaired(list(ratings), list(other)), criteria="q")
+    ties = sum(
+        int(t) ** 3 - int(t)
+        for side in (ratings, other)
+        for t in np.unique(side, return_counts=True)[1]
+    )
+    variance = 40 * 35 / 12 * (76 - ties / (75 * 74))
+    c = normal_critical(40 * 35 / 2, variance, 0.05, continuity=0.5)
+    differences = all_differences(ratings, other)
+    assert row["interval_method"] == "hodges_lehmann_normal"
+    assert (row["ci_low"], row["ci_high"]) == (differences[c], differences[-c - 1])
+    assert row["estimate"] == np.median(differences)
+
+
+def test_unit_large_samples_choose_order_statistics_without_every_pair() -> None:
+    # 1,500 pairs have 1,125,750 Walsh averages and two samples of 1,500 have 2,250,000
+    # differences: more than the plugin holds at once, so it narrows down first.
+    rng = np.random.default_rng(22)
+    baseline = rng.normal(size=1500)
+    variant = baseline + rng.normal(0.1, 1, 1500)
+    differences = variant - baseline
+    walsh = np.sort(((differences[:, None] + differences[None, :]) / 2)[np.triu_indices(1500)])
+    assert len(walsh) > MATERIALISE_AT_MOST
+    row = compare_one(
+        scores_frame(list(baseline)),
+        scores_frame(list(variant)),
+        criteria="q",
+        test="mann_whitney_u",
+    )
+    c = normal_critical(1500 * 1501 / 4, 1500 * 1501 * 3001 / 24, 0.05, continuity=0)
+    assert (row["paired_ci_low"], row["paired_ci_high"]) == (walsh[c], walsh[-c - 1])
+    assert row["paired_estimate"] == np.median(walsh)
+    row = compare_one(*unpaired(list(baseline), list(variant)), criteria="q", test="mann_whitney_u")
+    every = all_differences(baseline, variant)
+    c = normal_critical(1500 * 1500 / 2, 1500 * 1500 * 3001 / 12, 0.05, continuity=0.5)
+    assert (row["ci_low"], row["ci_high"]) == (every[c], every[-c - 1])
+    assert row["estimate"] == np.median(every)
+
+
+samples_with_ties = st.lists(
+    st.one_of(
+        st.integers(-3, 3).map(float), st.floats(-5, 5, allow_nan=False, allow_subnormal=False)
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    first=samples_with_ties,
+    second=samples_with_ties,
+    walsh=st.booleans(),
+    materialise_at_most=st.sampled_from([0, 1, 7, MATERIALISE_AT_MOST]),
+    data=st.data(),
+)
+def test_unit_pairwise_order_statistics_match_sorting(
+    first: list[float],
+    second: list[float],
+    walsh: bool,
+    materialise_at_most: int,
+    data: st.DataObject,
+) -> None:
+    rows, row_counts = np.unique(first, return_counts=True)
+    columns, column_counts = (rows, row_counts) if walsh else np.unique(second, return_counts=True)
+    values = PairwiseValues(rows, row_counts, columns, column_counts, walsh)
+    everything = walsh_averages(np.array(first)) if walsh else all_differences(first, second)
+    assert values.total == len(everything)
+    rank = data.draw(st.integers(1, len(everything)))
+    assert values.kth(rank, materialise_at_most) == everything[rank - 1]
+
+
+def test_unit_a_zero_end_belongs_to_the_interval_only_if_the_test_at_zero_keeps_it() -> None:
+    # 42 paired ratings differing by -1 (6 times), 0 (16), 1 (8), 2 (12). Walsh averages lie on
+    # a grid of halves; the normal approximation (ties) gives c, and the c + 1-th smallest is 0:
+    # every shift below 0 is rejected, every shift just above kept. At 0 itself the test drops
+    # the 16 zeros and rejects (p < 0.001), so 0 is not in the interval: it starts just above 0.
+    differences = np.array([-1.0] * 6 + [0.0] * 16 + [1.0] * 8 + [2.0] * 12)
+    baseline = np.full(42, 3.0)
+    row = compare_one(
+        scores_frame(list(baseline)), scores_frame(list(baseline + differences)), criteria="q"
+    )
+    walsh = walsh_averages(differences)
+    ties = sum(t**3 - t for t in (6, 16, 8, 12))
+    c = normal_critical(42 * 43 / 4, (42 * 43 * 85 - ties / 2) / 24, 0.05, continuity=0)
+    assert (walsh[c], walsh[-c - 1], np.median(walsh)) == (0.0, 1.0, 0.5)
+    # scipy's own choice for 42 pairs with ties and zeros is the normal approximation too.
+    assert row["paired_p_value"] == pytest.approx(
+        stats.wilcoxon(baseline + differences, baseline).pvalue
+    )
+    assert row["paired_p_value"] < 0.001
+    assert (row["paired_ci_low"], row["paired_ci_high"]) == (math.ulp(0.0), 1.0)
+    assert row["significant"] is True
+    assert row["verdict"].startswith(
+        "q: variant better than baseline by +0.50 (Hodges-Lehmann estimate, "
+        "95% CI +0.00 (excluded) to +1.00; Wilcoxon signed-rank p<0.001; "
+    )
+
+
+def test_unit_where_p_and_the_interval_disagree_the_interval_decides_and_says_so() -> None:
+    # 55 differences: -1 (10 times), 0 (27), 1 (9), 2 (9). Dropping the 27 zeros, the test at 0
+    # rejects (p = 0.014); but the Hodges-Lehmann estimate is 0 itself and the interval 0 to
+    # 0.5: no direction to call, and the verdict says the interval decided.
+    differences = np.array([-1.0] * 10 + [0.0] * 27 + [1.0] * 9 + [2.0] * 9)
+    baseline = np.full(55, 3.0)
+    row = compare_one(
+        scores_frame(list(baseline)), scores_frame(list(baseline + differences)), criteria="q"
+    )
+    assert (row["paired_estimate"], row["paired_ci_low"], row["paired_ci_high"]) == (0.0, 0.0, 0.5)
+    assert row["significant"] is False
+    assert row["verdict"].startswith(
+        "q: no significant difference (+0.00, Hodges-Lehmann estimate, 95% CI +0.00 to +0.50; "
+        "Wilcoxon signed-rank p=0.014, but the interval includes 0 and decides; "
+    )
+
+
+def test_unit_alpha_and_confidence_are_one_level() -> None:
+    assert comparison_params(criteria="q", alpha=0.1).confidence == 0.9
+    assert comparison_params(criteria="q", confidence=0.99).alpha == 0.01
+    assert comparison_params(criteria="q", alpha=0.2, confidence=0.8).alpha == 0.2
+    with pytest.raises(
+        ConfigurationError, match=r"confidence 0\.9 and alpha 0\.05 must add up to 1"
+    ):
+        comparison_params(criteria="q", alpha=0.05, confidence=0.9)
+    row = compare_one(*unpaired([1, 2, 3, 4], [3, 4, 5, 6]), criteria="q", alpha=0.1)
+    assert row["confidence"] == 0.9
+    assert "90% CI" in row["verdict"]
+
+
+ALPHAS = st.sampled_from([0.01, 0.05, 0.1, 0.2])
+TESTS = st.sampled_from(["auto", "welch_t", "mann_whitney_u"])
+REALS = st.floats(-100, 100, allow_nan=False, allow_subnormal=False)
+SCORES = st.sampled_from([st.integers(1, 5).map(float), st.integers(-3, 3).map(float), REALS])
+STEPS = st.sampled_from(
+    [st.just(0.0), st.sampled_from([0.0, 1.0]), st.integers(-1, 2).map(float), REALS]
+)
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def paired_samples(draw: st.DrawFn) -> tuple[list[float], list[float]]:
+    """A baseline and a variant of one size: ratings, small integers (ties, zero differences) or
+    reals, each variant score its baseline score plus a step (none, 0 or 1, -1..2, any)."""
+    size = draw(st.integers(MIN_PER_SIDE, 60))
+    baseline = draw(st.lists(draw(SCORES), min_size=size, max_size=size))
+    steps = draw(st.lists(draw(STEPS), min_size=size, max_size=size))
+    return baseline, [score + step for score, step in zip(baseline, steps, strict=True)]
+
+
+@st.composite
+def independent_samples(draw: st.DrawFn) -> tuple[list[float], list[float]]:
+    """Two samples of their own sizes, the variant's shifted by a whole or any amount."""
+    scores = draw(SCORES)
+    baseline = draw(st.lists(scores, min_size=MIN_PER_SIDE, max_size=60))
+    variant = draw(st.lists(scores, min_size=MIN_PER_SIDE, max_size=60))
+    shift = draw(st.one_of(st.integers(-2, 2).map(float), REALS))
+    return baseline, [score + shift for score in variant]
+
+
+def assert_the_verdict_and_its_interval_agree(row: dict[str, Any], prefix: str) -> None:
+    low, high = row[f"{prefix}ci_low"], row[f"{prefix}ci_high"]
+    if pd.isna(row["significant"]):
+        assert ": not enough data to compare (" in row["verdict"]
+        return
+    excludes_zero = bool(low > 0 or high < 0)
+    assert low <= row[f"{prefix}estimate"] <= high
+    assert row["significant"] is excludes_zero
+    if ": no significant difference (" in row["verdict"]:
+        assert low <= 0 <= high
+    else:
+        assert " than baseline by " in row["verdict"]
+        assert excludes_zero
+
+
+def assert_p_agrees_where_zero_is_like_any_shift(
+    row: dict[str, Any], prefix: str, alpha: float, like_any_shift: bool
+) -> None:
+    """p < alpha exactly when the interval excludes 0, for a t test or where the rank test at
+    0 sees no tie or zero that other shifts do not (up to rounding at alpha itself)."""
+    p_value = row[f"{prefix}p_value"]
+    rank_test = row[f"{prefix}interval_method"] not in ("welch_t", "paired_t")
+    if pd.isna(row["significant"]) or (rank_test and not like_any_shift):
+        return
+    if not math.isclose(p_value, alpha, rel_tol=1e-9):
+        assert bool(p_value < alpha) is row["significant"]
+
+
+@PROPERTY
+@given(samples=paired_samples(), test=TESTS, alpha=ALPHAS)
+def test_property_paired_verdicts_never_contradict_their_interval(
+    samples: tuple[list[float], list[float]], test: str, alpha: float
+) -> None:
+    baseline, variant = samples
+    row = compare_one(
+        scores_frame(baseline), scores_frame(variant), criteria="q", test=test, alpha=alpha
+    )
+    assert row["paired_test"] is not None
+    assert_the_verdict_and_its_interval_agree(row, "paired_")
+    differences = np.array(variant) - np.array(baseline)
+    like_any_shift = (
+        not (differences == 0).any()
+        and np.unique(np.abs(differences)).size == np.unique(differences).size
+    )
+    assert_p_agrees_where_zero_is_like_any_shift(row, "paired_", alpha, like_any_shift)
+
+
+@PROPERTY
+@given(samples=independent_samples(), test=TESTS, alpha=ALPHAS)
+def test_property_independent_verdicts_never_contradict_their_interval(
+    samples: tuple[list[float], list[float]], test: str, alpha: float
+) -> None:
+    baseline, variant = samples
+    row = compare_one(*unpaired(baseline, variant), criteria="q", test=test, alpha=alpha)
+    assert row["paired_test"] is None
+    assert_the_verdict_and_its_interval_agree(row, "")
+    like_any_shift = not np.intersect1d(baseline, variant).size
+    assert_p_agrees_where_zero_is_like_any_shift(row, "", alpha, like_any_shift)
 
 
 # --- parameters --------------------------------------------------------------------------------
@@ -659,6 +1059,11 @@ BAD_PARAMETERS = [
         r"test: Input should be 'auto', 'welch_t'",
     ),
     ("score_comparison", {"criteria": "a", "alpha": 0}, r"alpha: Input should be greater than 0"),
+    (
+        "score_comparison",
+        {"criteria": "a", "alpha": 0.05, "confidence": 0.9},
+        r"confidence 0\.9 and alpha 0\.05 must add up to 1",
+    ),
     ("score_comparison", {"columns": ["s"]}, r"criteria: Field required; columns: Extra inputs"),
 ]
 

@@ -118,7 +118,7 @@ def test_html_report_renders_in_chromium(
     bottom = browser.find_element(By.ID, "classification-bottom")
     for banner in (top, bottom):
         assert banner.is_displayed()
-        assert banner.text == "Classification: OFFICIAL"
+        assert banner.text == "Classification: OFFICIAL · Run status: complete"
         assert banner.get_attribute("role") == "note"
         assert banner.size["width"] >= WINDOW[0] * 0.9
     assert top.location["y"] == 0

@@ -94,7 +94,7 @@ def test_a_suite_records_its_settings_without_substituted_values(tmp_path: Path)
 suite: {name: redaction}
 datasource: {type: csv, path: data.csv, classification: OFFICIAL, clearance: OFFICIAL}
 models:
-  m: {type: mock, clearance: OFFICIAL, note: "${INNOCENT_LOOKING}"}
+  m: {type: mock, clearance: OFFICIAL, model: "${INNOCENT_LOOKING}"}
 prompt_packs: {p: {criteria: {q: "{{ text }}"}}}
 sinks: {out: {type: csv, clearance: OFFICIAL}}
 defaults: {model: m, prompt_pack: p, sinks: [out]}
@@ -106,6 +106,6 @@ experiments: [{name: base, baseline: true}]
 
     recorded = suite.recordable_settings()
 
-    assert recorded["models"]["m"]["note"] == REDACTED
+    assert recorded["models"]["m"]["model"] == REDACTED
     assert "s3cr3t-value-42" not in repr(recorded)
     assert recorded["suite"]["name"] == "redaction"

@@ -155,7 +155,7 @@ def test_handler_answers_arbitrary_bytes_without_raising(data: bytes) -> None:
 
 
 @given(st.sampled_from(sorted(OPERATIONS)), args_maps)
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_authenticated_arbitrary_arguments_never_crash_a_handler(
     op: str, args: dict[str, Any]
 ) -> None:
@@ -171,7 +171,9 @@ def test_authenticated_arbitrary_arguments_never_crash_a_handler(
 @pytest.mark.integration
 @given(st.lists(st.binary(max_size=200), min_size=1, max_size=5))
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 def test_live_daemon_survives_arbitrary_frames(
     daemon: StandaloneDaemon, session_key: bytes, bodies: list[bytes]
@@ -193,7 +195,9 @@ def test_live_daemon_survives_arbitrary_frames(
 @pytest.mark.integration
 @given(st.sampled_from(sorted(OPERATIONS)), args_maps)
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 def test_live_daemon_answers_authenticated_arbitrary_arguments(
     raw_session: RawConnection, op: str, args: dict[str, Any]

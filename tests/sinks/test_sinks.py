@@ -20,6 +20,7 @@ from elspeth.datasources import (
     ParquetDatasourceConfig,
     open_datasource,
 )
+from elspeth.outcome import RunStatus
 from elspeth.security import (
     ClearanceError,
     SealError,
@@ -281,7 +282,7 @@ def test_manifest_complete_run(tmp_path: Path, authority: SidecarClient) -> None
     frame = _frame(authority, L.OFFICIAL_SENSITIVE)
     for kind, config in SINKS.items():
         manifest.add(open_sink(config).write(frame, manifest.path_for(f"results.{kind}")))
-    manifest.complete()
+    manifest.finish(RunStatus.COMPLETE)
     verified = verify_run(manifest.run_dir)
     assert verified["status"] == "complete"
     assert verified["classification"] == "OFFICIAL_SENSITIVE"
@@ -295,18 +296,18 @@ def test_manifest_complete_run(tmp_path: Path, authority: SidecarClient) -> None
         verify_run(manifest.run_dir)
 
 
-def test_manifest_partial_run(tmp_path: Path, authority: SidecarClient) -> None:
+def test_manifest_stopped_run(tmp_path: Path, authority: SidecarClient) -> None:
     manifest = RunManifest.start(tmp_path / "run", "run-2")
     manifest.add(open_sink(SINKS["csv"]).write(_frame(authority), manifest.path_for("a.csv")))
-    manifest.partial("budget limit reached after 3 rows")
+    manifest.finish(RunStatus.STOPPED, "budget limit reached after 3 rows")
     recorded = json.loads(manifest.path.read_text())
-    assert recorded["status"] == "partial"
+    assert recorded["status"] == "stopped"
     assert recorded["artifacts"][0]["classification"] == "OFFICIAL"
     with pytest.raises(
-        SinkError, match="the run is partial, not complete: budget limit reached after 3 rows"
+        SinkError, match="the run is stopped, not complete: budget limit reached after 3 rows"
     ):
         verify_run(manifest.run_dir)
-    with pytest.raises(SinkError, match="already partial"):
-        manifest.complete()
+    with pytest.raises(SinkError, match="already stopped"):
+        manifest.finish(RunStatus.COMPLETE)
     with pytest.raises(SinkError, match="plain file name"):
         manifest.path_for("../escape.csv")

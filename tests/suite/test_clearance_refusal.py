@@ -41,7 +41,7 @@ def test_sensitive_data_to_official_sink_refused_before_reading(
     refusal = next(e for e in audit_events(run_dir) if e["event"] == "refusal")
     assert refusal["reason"] == "clearance_plan"
     recorded = manifest(run_dir)
-    assert (recorded["status"], recorded["artifacts"]) == ("partial", [])
+    assert (recorded["status"], recorded["artifacts"]) == ("refused", [])
     assert not list(run_dir.glob("base__*")), "a refused run wrote an output"
     assert not list(run_dir.glob("checkpoint-*"))
     # The control: with a plan that passes, the same file is read, and stops the run.

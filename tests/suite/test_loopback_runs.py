@@ -74,12 +74,13 @@ def test_retry_limit_then_error_recorded(
 ) -> None:
     server = make_server()
     suite = make_suite(server, rows=5)
-    suite.defaults.update(concurrency=1, max_retries=max_retries)
+    suite.defaults.update(concurrency=1, max_retries=max_retries, max_error_rate=0.5)
     server.script(*[Reply.error(503)] * (max_retries + 2))  # one more than the limit allows
 
     result = run_cli(*suite.args("--json-summary", "-"))
 
     assert result.code == 0, result.output
+    assert summary_json(result)["status"] == "complete_with_errors"
     counts = requests_per_row(server)
     assert counts["R000"] == max_retries + 1, "attempts on the failing row"
     # The spare scripted failure lands on the next row, which then retries (if allowed).
@@ -104,7 +105,9 @@ def test_error_is_infrastructure_fail_is_a_validator_verdict(
 ) -> None:
     server = make_server()
     suite = make_suite(server, rows=6)
-    suite.defaults.update(concurrency=1, max_retries=0, row_plugins=["answer_shape"])
+    suite.defaults.update(
+        concurrency=1, max_retries=0, row_plugins=["answer_shape"], max_error_rate=0.5
+    )
     suite.settings["plugins"] = {
         "answer_shape": {
             "plugin": "json_schema_validator",
@@ -150,6 +153,10 @@ def test_rerun_is_served_from_the_cache(make_server, make_suite: MakeSuite) -> N
     server = make_server()
     suite = make_suite(server, rows=12)
     suite.defaults["cache"] = True
+    # Priced, so that "this run paid nothing" is a cost of 0 (without a price it is unknown).
+    suite.settings["pricing"] = {
+        MODEL_NAME: {"prompt_per_1k": str(PROMPT_PRICE), "completion_per_1k": "1.5"}
+    }
 
     first = run_cli(*suite.args("--json-summary", "-"))
     assert first.code == 0, first.output
@@ -191,7 +198,7 @@ def test_costs_follow_the_pricing_table(make_server, make_suite: MakeSuite) -> N
     ("budget", "stop_reason"),
     [({"max_rows": 5}, "row budget"), ({"max_cost": "0.02"}, "cost")],
 )
-def test_budget_stops_the_run_partial(
+def test_budget_stops_the_run(
     make_server, make_suite: MakeSuite, budget: dict[str, object], stop_reason: str
 ) -> None:
     server = make_server()
@@ -210,12 +217,12 @@ def test_budget_stops_the_run_partial(
     assert server.stats.request_count == (5 if "max_rows" in budget else 2)
     run_dir = suite.only_run_dir()
     recorded = manifest(run_dir)
-    assert recorded["status"] == "partial"
+    assert recorded["status"] == "stopped"
     assert recorded["reason"]
-    with pytest.raises(SinkError, match="partial"):
+    with pytest.raises(SinkError, match="stopped"):
         verify_run(run_dir)
     # Nothing beside the manifest claims completeness: every output is listed in a manifest
-    # that says partial, and there is no summary claiming "complete".
+    # that says stopped, and there is no summary claiming "complete".
     listed = {artifact["path"] for artifact in recorded["artifacts"]}
     outputs = {p.name for p in run_dir.glob("base__*")}
     assert outputs <= listed
@@ -241,9 +248,9 @@ def test_budget_stop_writes_a_json_summary_that_says_so(make_suite: MakeSuite) -
 
     assert result.code == 1, result.output
     summary = summary_json(result)
-    assert summary["status"] == "run failed"
+    assert summary["status"] == "stopped"
     assert summary["exit_code"] == 1
-    assert "row budget of 3 reached" in summary["error"]
+    assert "row budget of 3 reached" in summary["reason"]
 
 
 def test_a_budget_stopped_run_resumes_with_a_larger_budget(

@@ -34,7 +34,7 @@ def test_a_failing_row_plugin_fails_the_run_closed(make_suite: MakeSuite) -> Non
     assert "base:0" in result.stderr
     assert "ROW-CONTENT" not in result.output
     recorded = manifest(suite.only_run_dir())
-    assert recorded["status"] == "partial"
+    assert recorded["status"] == "failed"
     assert recorded["artifacts"] == []
 
 

@@ -38,7 +38,9 @@ class FinishedRun:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FinishedRun]:
     with OpenAIServer(ServerConfig(api_key=SECRET_KEY)) as server:
         suite = build_suite(tmp_path_factory.mktemp("private") / "suite", server, rows=8)
-        suite.defaults.update(concurrency=1, max_retries=0, cache=True, row_plugins=["shape"])
+        suite.defaults.update(
+            concurrency=1, max_retries=0, cache=True, row_plugins=["shape"], max_error_rate=0.5
+        )
         suite.settings["plugins"] = {
             "shape": {
                 "plugin": "regex_validator",
@@ -81,7 +83,7 @@ def written_paths(run: FinishedRun) -> list[Path]:
 def test_the_run_completed_with_the_401_recorded_as_error(finished_run: FinishedRun) -> None:
     assert finished_run.result.code == 0, finished_run.result.output
     summary = json.loads((finished_run.suite.output_dir / "summary.json").read_text("utf-8"))
-    assert summary["status"] == "complete"
+    assert summary["status"] == "complete_with_errors"
     run_dir = finished_run.suite.only_run_dir()
     events = [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
     kinds = [e["error_kind"] for e in events if e["event"] == "llm_result"]

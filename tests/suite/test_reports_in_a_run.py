@@ -14,6 +14,7 @@ import pytest
 
 from elspeth.security import SecurityLevel
 from tests.suite.conftest import (
+    MODEL_NAME,
     SECRET_KEY,
     MakeSuite,
     SuiteFiles,
@@ -81,6 +82,8 @@ def test_a_run_writes_reports_and_a_bundle_a_third_party_can_verify(
     suite = make_suite(server, rows=30)
     keys = make_keys(tmp_path / "keys")
     with_statistics(suite, keys)
+    # Priced, so every answer has a cost (without a price its cost is unknown, not 0).
+    suite.settings["pricing"] = {MODEL_NAME: {"prompt_per_1k": "0.5", "completion_per_1k": "1.5"}}
 
     result = run_cli(*suite.args())
 
@@ -216,7 +219,7 @@ def test_report_settings_mistakes_are_named(make_suite: MakeSuite, edit: Any, me
 
 
 def test_a_run_stopped_by_its_budget_reports_nothing_until_resumed(make_suite: MakeSuite) -> None:
-    """Reports show whole suites only: a partial run writes none; its resumption writes them all,
+    """Reports show whole suites only: a stopped run writes none; its resumption writes them all,
     at the level of everything, once."""
     suite = make_suite(None, rows=8)
     with_statistics(suite)
@@ -226,7 +229,7 @@ def test_a_run_stopped_by_its_budget_reports_nothing_until_resumed(make_suite: M
 
     assert stopped.code == 1, stopped.output
     run_dir = suite.only_run_dir()
-    assert manifest(run_dir)["status"] == "partial"
+    assert manifest(run_dir)["status"] == "stopped"
     assert not list(run_dir.glob("report__*"))
     suite.defaults.pop("budget")
 
@@ -264,7 +267,7 @@ def test_a_bad_signing_key_stops_the_run_before_any_model_call(
         assert "PRIVATE KEY" not in outcome.output
     assert server.stats.request_count == 0
     run_dir = suite.only_run_dir()
-    assert manifest(run_dir)["status"] == "partial"
+    assert manifest(run_dir)["status"] == "failed"
     assert "frame_granted" not in {e["event"] for e in audit_events(run_dir)}
     # The control: the same key, private again, signs the run's bundle.
     private_key.chmod(0o600)

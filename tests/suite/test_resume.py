@@ -145,7 +145,7 @@ def test_tampered_checkpoint_refuses_resume(make_server, make_suite: MakeSuite) 
     assert f"{checkpoint}:{tampered}" in result.stderr
     assert "does not verify" in result.stderr
     assert server.stats.request_count == requests
-    assert manifest(run_dir)["status"] == "partial"
+    assert manifest(run_dir)["status"] == "refused"
 
 
 def test_resume_of_an_unknown_run_is_a_configuration_error(make_suite: MakeSuite) -> None:

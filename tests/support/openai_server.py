@@ -2,10 +2,12 @@
 
 It answers ``POST /v1/chat/completions`` and the Azure form
 ``POST /openai/deployments/{deployment}/chat/completions`` on 127.0.0.1 with an ephemeral port,
-and can be slow (fixed latency), fail at random (5xx at ``error_rate``), or follow a per-request
-script (:meth:`OpenAIServer.script`: 429 with ``Retry-After``, any status, malformed bodies,
-delays). It counts requests, records each one's path, headers and JSON body, and tracks the most
-requests it saw in flight at once.
+and can be slow (fixed latency), fail at random (5xx at ``error_rate``), answer failures in set
+proportions (:class:`FailureMix`: 500, 400, 429 with ``Retry-After``, malformed JSON, hangs that
+last until the server stops), or follow a per-request script (:meth:`OpenAIServer.script`: 429
+with ``Retry-After``, any status, malformed bodies, delays). It counts requests and each failure
+kind it served, records each request's path, headers and JSON body, and tracks the most requests
+it saw in flight at once.
 
 In a test (server on a background thread; stops on exit, at the latest after ``lifetime``)::
 
@@ -16,7 +18,7 @@ In a test (server on a background thread; stops on exit, at the latest after ``l
 
 As a separate process (benchmarks: its CPU stays off the client's event loop)::
 
-    python tests/support/openai_server.py --latency 0.05
+    python tests/support/openai_server.py --latency 0.05 --server-error 0.2 --hang 0.05 --seed 7
 
 prints ``PORT <n>``, serves until its standard input closes (or ``--lifetime`` passes), then
 prints ``STATS <json>``. :func:`serve_in_subprocess` wraps that. Only stdlib and aiohttp are
@@ -30,6 +32,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import enum
 import hashlib
 import json
 import random
@@ -38,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -75,11 +78,92 @@ class Reply:
         return cls(200, body)
 
 
+class FailureKind(enum.StrEnum):
+    """A failure the server can serve from its :class:`FailureMix`."""
+
+    SERVER_ERROR = "500"
+    BAD_REQUEST = "400"
+    RATE_LIMITED = "429"
+    MALFORMED = "malformed"
+    HANG = "hang"
+
+
+#: FailureMix field of each kind, in the order a draw walks them.
+_MIX_FIELDS: Mapping[FailureKind, str] = {
+    FailureKind.SERVER_ERROR: "server_error",
+    FailureKind.BAD_REQUEST: "bad_request",
+    FailureKind.RATE_LIMITED: "rate_limited",
+    FailureKind.MALFORMED: "malformed",
+    FailureKind.HANG: "hang",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureMix:
+    """The share of requests answered with each failure; the rest are normal completions.
+
+    ``server_error``: 500; ``bad_request``: 400; ``rate_limited``: 429 with ``Retry-After:
+    retry_after``; ``malformed``: 200 whose body is truncated JSON; ``hang``: no answer until the
+    server stops (then 503). Each request draws one number from the server's seeded generator,
+    so the n-th request's kind is the same on every run with the same seed.
+    """
+
+    server_error: float = 0.0
+    bad_request: float = 0.0
+    rate_limited: float = 0.0
+    malformed: float = 0.0
+    hang: float = 0.0
+    retry_after: str = "1"
+
+    def __post_init__(self) -> None:
+        for kind, name in _MIX_FIELDS.items():
+            share = getattr(self, name)
+            if isinstance(share, bool) or not isinstance(share, int | float):
+                raise TypeError(f"FailureMix.{name} ({kind}) must be a number, not {share!r}")
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"FailureMix.{name} ({kind}) must be in [0, 1], not {share!r}")
+        if self.total > 1.0 + 1e-9:
+            raise ValueError(f"FailureMix shares add up to {self.total:g}, more than 1")
+
+    @classmethod
+    def of(cls, shares: Mapping[str, float], *, retry_after: str = "1") -> FailureMix:
+        """From ``{"500": 0.2, "400": 0.1, "429": 0.1, "malformed": 0.1, "hang": 0.05}`` (a kind's
+        value or its field name)."""
+        fields: dict[str, float] = {}
+        names = {kind.value: name for kind, name in _MIX_FIELDS.items()}
+        names.update({name: name for name in _MIX_FIELDS.values()})
+        for key, share in shares.items():
+            if key not in names:
+                raise ValueError(f"unknown failure kind {key!r}; known: {', '.join(names)}")
+            fields[names[key]] = share
+        return cls(**fields, retry_after=retry_after)
+
+    def share(self, kind: FailureKind) -> float:
+        share: float = getattr(self, _MIX_FIELDS[kind])
+        return share
+
+    @property
+    def total(self) -> float:
+        return sum(self.share(kind) for kind in FailureKind)
+
+    def draw(self, number: float) -> FailureKind | None:
+        """The kind for a uniform ``number`` in [0, 1), or None for a normal completion."""
+        edge = 0.0
+        for kind in FailureKind:
+            edge += self.share(kind)
+            if number < edge:
+                return kind
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
     """``api_key``: when set, a request whose ``Authorization: Bearer`` or ``api-key`` header
     differs gets 401 with an error body that echoes the key it was sent (as some real services
-    half-do), so tests can prove the client never repeats a body's text."""
+    half-do), so tests can prove the client never repeats a body's text.
+
+    ``mix``: failures in set proportions (a :class:`FailureMix`, or a mapping for
+    :meth:`FailureMix.of`), drawn after ``error_rate``; ``seed`` makes both repeatable."""
 
     latency: float = 0.0
     error_rate: float = 0.0
@@ -88,6 +172,16 @@ class ServerConfig:
     api_key: str | None = None
     include_usage: bool = True
     lifetime: float = 300.0
+    mix: FailureMix | Mapping[str, float] = FailureMix()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mix, FailureMix):
+            object.__setattr__(self, "mix", FailureMix.of(self.mix))
+
+    @property
+    def failure_mix(self) -> FailureMix:
+        assert isinstance(self.mix, FailureMix)  # normalised in __post_init__
+        return self.mix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +191,9 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     started: float
+    """``time.monotonic()`` when the request arrived."""
+    wall_time: float
+    """``time.time()`` when the request arrived: comparable with another process's clock."""
 
 
 class ServerStats:
@@ -108,6 +205,8 @@ class ServerStats:
         self.in_flight = 0
         self.max_concurrent = 0
         self.statuses: collections.Counter[int] = collections.Counter()
+        self.failures: collections.Counter[FailureKind] = collections.Counter()
+        """Each :class:`FailureKind` served from the mix (a hang counts when it starts)."""
         self.requests: list[RecordedRequest] = []
 
     def enter(self, recorded: RecordedRequest) -> None:
@@ -116,6 +215,10 @@ class ServerStats:
             self.in_flight += 1
             self.max_concurrent = max(self.max_concurrent, self.in_flight)
             self.requests.append(recorded)
+
+    def served(self, kind: FailureKind) -> None:
+        with self._lock:
+            self.failures[kind] += 1
 
     def leave(self, status: int) -> None:
         with self._lock:
@@ -128,6 +231,7 @@ class ServerStats:
                 "request_count": self.request_count,
                 "max_concurrent": self.max_concurrent,
                 "statuses": {str(k): v for k, v in self.statuses.items()},
+                "failures": {kind.value: self.failures[kind] for kind in FailureKind},
             }
 
 
@@ -167,6 +271,7 @@ class OpenAIServer:
         self._script: collections.deque[Reply] = collections.deque()
         self._script_lock = threading.Lock()
         self._random = random.Random(self.config.seed)
+        self._mix = self.config.failure_mix
         self._port: int | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -195,13 +300,35 @@ class OpenAIServer:
         with self._script_lock:
             self._script.extend(replies)
 
-    def _next_reply(self) -> Reply:
+    def _next_reply(self) -> Reply | FailureKind:
         with self._script_lock:
             if self._script:
                 return self._script.popleft()
         if self.config.error_rate and self._random.random() < self.config.error_rate:
             return Reply.error(self.config.error_status)
+        if self._mix.total:
+            kind = self._mix.draw(self._random.random())
+            if kind is not None:
+                self.stats.served(kind)
+                if kind is FailureKind.HANG:
+                    return kind
+                return self._failure_reply(kind)
         return Reply()
+
+    def _failure_reply(self, kind: FailureKind) -> Reply:
+        if kind is FailureKind.SERVER_ERROR:
+            return Reply.error(500)
+        if kind is FailureKind.BAD_REQUEST:
+            return Reply.error(400)
+        if kind is FailureKind.RATE_LIMITED:
+            return Reply.error(429, retry_after=self._mix.retry_after)
+        return Reply.malformed()
+
+    async def _hang(self) -> Reply:
+        """No answer until the server stops; then 503, so shutdown never waits on a hang."""
+        assert self._stop is not None
+        await self._stop.wait()
+        return Reply.error(503, body=b'{"error": {"message": "server stopping"}}')
 
     def _authorised(self, request: web.Request) -> tuple[bool, str]:
         expected = self.config.api_key
@@ -225,11 +352,14 @@ class OpenAIServer:
                 dict(request.headers),
                 payload,
                 time.monotonic(),
+                time.time(),
             )
         )
         status = 500
         try:
-            reply = self._next_reply()
+            chosen = self._next_reply()
+            reply = await self._hang() if chosen is FailureKind.HANG else chosen
+            assert isinstance(reply, Reply)
             authorised, sent = self._authorised(request)
             if not authorised:
                 reply = Reply.error(
@@ -243,7 +373,8 @@ class OpenAIServer:
                         }
                     ).encode(),
                 )
-            delay = self.config.latency if reply.delay is None else reply.delay
+            hung = chosen is FailureKind.HANG
+            delay = 0.0 if hung else self.config.latency if reply.delay is None else reply.delay
             if delay:
                 await asyncio.sleep(delay)
             body = (
@@ -278,6 +409,7 @@ class OpenAIServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.config.lifetime)
         finally:
+            self._stop.set()  # ends every hang, also when the lifetime ran out
             await runner.cleanup()
 
     def _thread_main(self, sock: socket.socket) -> None:
@@ -326,11 +458,37 @@ class SubprocessServer:
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def mix_arguments(mix: FailureMix) -> list[str]:
+    """The command-line flags of the subprocess form that give ``mix``."""
+    arguments = [
+        f"--{name.replace('_', '-')}={mix.share(kind)!r}"
+        for kind, name in _MIX_FIELDS.items()
+        if mix.share(kind)
+    ]
+    return [*arguments, f"--retry-after={mix.retry_after}"] if arguments else []
+
+
 @contextlib.contextmanager
-def serve_in_subprocess(latency: float, lifetime: float = 600.0) -> Iterator[SubprocessServer]:
+def serve_in_subprocess(
+    latency: float,
+    lifetime: float = 600.0,
+    *,
+    mix: FailureMix | None = None,
+    seed: int = 0,
+) -> Iterator[SubprocessServer]:
     """Run the server in its own process; ``stats`` is filled in when the block exits."""
     process = subprocess.Popen(
-        [sys.executable, __file__, "--latency", str(latency), "--lifetime", str(lifetime)],
+        [
+            sys.executable,
+            __file__,
+            "--latency",
+            str(latency),
+            "--lifetime",
+            str(lifetime),
+            "--seed",
+            str(seed),
+            *mix_arguments(mix or FailureMix()),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -359,9 +517,30 @@ def _main() -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--lifetime", type=float, default=600.0)
+    parser.add_argument("--seed", type=int, default=0)
+    for kind, name in _MIX_FIELDS.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            default=0.0,
+            metavar="SHARE",
+            help=f"share of requests answered {kind.value}"
+            + (" (until the server stops)" if kind is FailureKind.HANG else ""),
+        )
+    parser.add_argument("--retry-after", default="1", help="Retry-After of the 429s")
     args = parser.parse_args()
+    mix = FailureMix(
+        **{name: getattr(args, name) for name in _MIX_FIELDS.values()},
+        retry_after=args.retry_after,
+    )
     server = OpenAIServer(
-        ServerConfig(latency=args.latency, error_rate=args.error_rate, lifetime=args.lifetime)
+        ServerConfig(
+            latency=args.latency,
+            error_rate=args.error_rate,
+            lifetime=args.lifetime,
+            seed=args.seed,
+            mix=mix,
+        )
     )
     with server:
         print(f"PORT {server.port}", flush=True)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from elspeth.outcome import RunStatus
 from elspeth.security import (
     ComponentSpec,
     PipelineSpec,
@@ -189,5 +190,6 @@ def make_suite_report(
             PluginRecord("score_summary", "score_summary", "aggregator", "elspeth 0.1.0", {}),
         ),
         artifacts=(),
+        status=RunStatus.COMPLETE,
         audit_log=audit_log,
     )

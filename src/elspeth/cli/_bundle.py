@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
 
-from elspeth.cli import EXIT_CONFIGURATION, EXIT_OK, EXIT_SECURITY
+from elspeth.cli._parser import Parser
+from elspeth.outcome import ExitCode
 
 _VERIFY_EPILOG = """\
 exit codes:
@@ -27,24 +26,14 @@ publisher's, or pin the publisher's key with --public-key.
 
 _KEYGEN_EPILOG = """\
 The private key is written with mode 0600 and the public key with 0644; neither file may exist.
+Missing parent directories are created with mode 0700.
 Give the public key (or its fingerprint) to whoever verifies your bundles, and the private key's
 path to the bundle sink's signing.private_key_path.
 """
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors come back as exit status 2 from :func:`run_subcommand`, not SystemExit."""
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
-
-
-def _verify_parser() -> _Parser:
-    parser = _Parser(
+def verify_parser() -> Parser:
+    parser = Parser(
         prog="elspeth verify-bundle",
         description="Check a reproducibility bundle: every file's SHA-256 and the signature.",
         epilog=_VERIFY_EPILOG,
@@ -67,8 +56,8 @@ def _verify_parser() -> _Parser:
     return parser
 
 
-def _keygen_parser() -> _Parser:
-    parser = _Parser(
+def keygen_parser() -> Parser:
+    parser = Parser(
         prog="elspeth keygen",
         description="Make a new Ed25519 key pair for signing bundles.",
         epilog=_KEYGEN_EPILOG,
@@ -79,7 +68,7 @@ def _keygen_parser() -> _Parser:
     return parser
 
 
-def _verify(arguments: argparse.Namespace) -> int:
+def verify(arguments: argparse.Namespace) -> int:
     from elspeth.bundle import (
         BundleFileError,
         BundleKeyError,
@@ -93,41 +82,44 @@ def _verify(arguments: argparse.Namespace) -> int:
         )
     except (BundleFileError, BundleKeyError) as error:
         print(f"elspeth verify-bundle: {error}", file=sys.stderr)
-        return EXIT_CONFIGURATION
+        return ExitCode.CONFIGURATION
     except BundleVerificationError as error:
         print(f"elspeth verify-bundle: {error}", file=sys.stderr)
-        return EXIT_SECURITY
+        return ExitCode.SECURITY
     print(result.describe())
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def _keygen(arguments: argparse.Namespace) -> int:
+def keygen(arguments: argparse.Namespace) -> int:
     from elspeth.bundle import BundleKeyError, generate_signing_key
 
     try:
+        for path in (arguments.private, arguments.public):
+            make_private_parents(path)
         fingerprint = generate_signing_key(arguments.private, arguments.public)
     except BundleKeyError as error:
         print(f"elspeth keygen: {error}", file=sys.stderr)
-        return EXIT_CONFIGURATION
+        return ExitCode.CONFIGURATION
+    except OSError as error:
+        print(f"elspeth keygen: {error.filename}: {error.strerror or error}", file=sys.stderr)
+        return ExitCode.CONFIGURATION
     print(f"private key: {arguments.private} (mode 0600; keep it secret)")
     print(f"public key:  {arguments.public}")
     print(f"fingerprint: {fingerprint}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
-SUBCOMMANDS: Mapping[str, tuple[Callable[[], _Parser], Callable[[argparse.Namespace], int]]] = {
-    "verify-bundle": (_verify_parser, _verify),
-    "keygen": (_keygen_parser, _keygen),
-}
-"""Subcommand name → (its parser, what it runs)."""
+def make_private_parents(path: Path) -> None:
+    """Create every missing directory above ``path`` with mode 0700 (not the umask's mode):
+    they are about to hold a private key."""
+    from elspeth.bundle import BundleKeyError
 
-
-def run_subcommand(name: str, argv: Sequence[str]) -> int:
-    """Run subcommand ``name`` with the arguments after it; returns the exit status."""
-    make_parser, command = SUBCOMMANDS[name]
-    try:
-        arguments = make_parser().parse_args(argv)
-    except _UsageError as error:
-        print(error, file=sys.stderr)
-        return EXIT_CONFIGURATION
-    return command(arguments)
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BundleKeyError(f"{path}: the parent {parent} is not a directory")
+            break
+    missing = [parent for parent in path.absolute().parents if not parent.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700)
+        directory.chmod(0o700)

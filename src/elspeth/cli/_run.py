@@ -1,22 +1,30 @@
-"""What the command does with a settings file: validate, run, summarise, map errors to exits."""
+"""``elspeth run`` and ``elspeth validate``: load, validate or run, summarise, and exit with the
+run's one status.
+
+With ``--json-summary -`` standard output carries only the JSON summary; everything meant for
+people (plan, table, paths, errors) goes to standard error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from elspeth.cli import EXIT_CONFIGURATION, EXIT_OK, EXIT_RUN_FAILED, EXIT_SECURITY
-from elspeth.errors import ConfigurationError, ElspethError
-from elspeth.security import ClearancePlan, SecurityError
+from elspeth.errors import ElspethError
+from elspeth.outcome import ExitCode
 
 if TYPE_CHECKING:
-    from elspeth.suite import RunSummary
+    from elspeth.security import ClearancePlan
+    from elspeth.suite import RunSummary, SuiteRunner
+
+SUMMARY_FORMAT = "elspeth-run-summary-v1"
 
 
 def plan_table(plan: ClearancePlan) -> Table:
@@ -41,54 +49,51 @@ def _console(stream: object) -> Console:
     return console if console.is_terminal else Console(file=stream, width=160)  # type: ignore[arg-type]
 
 
-def run_command(settings: Path, arguments: argparse.Namespace) -> int:
-    console = _console(sys.stdout)
+def run_command(arguments: argparse.Namespace) -> int:
+    """Run or validate the suite ``arguments.settings`` (the bundled sample when None)."""
+    json_to_stdout = arguments.json_summary == "-"
+    console = _console(sys.stderr if json_to_stdout else sys.stdout)
     errors = _console(sys.stderr)
+    runner: SuiteRunner | None = None
     try:
-        return _run(settings, arguments, console)
-    except SecurityError as error:
-        _report(errors, arguments, "security refusal", error, EXIT_SECURITY)
-        return EXIT_SECURITY
-    except ConfigurationError as error:
-        _report(errors, arguments, "configuration error", error, EXIT_CONFIGURATION)
-        return EXIT_CONFIGURATION
+        if arguments.settings is None:
+            sample = resources.files("elspeth") / "_data" / "sample_suite.yaml"
+            with resources.as_file(sample) as path:
+                runner = _runner(path, arguments, console)
+        else:
+            runner = _runner(arguments.settings, arguments, console)
+        if arguments.validate_only:
+            return _validate(runner, console)
+        summary = _run(runner, arguments, console)
     except ElspethError as error:
-        _report(errors, arguments, "run failed", error, EXIT_RUN_FAILED)
-        return EXIT_RUN_FAILED
-    except KeyboardInterrupt:
-        errors.print("elspeth: interrupted; resume with --resume", highlight=False)
-        return EXIT_RUN_FAILED
-
-
-def _report(
-    errors: Console, arguments: argparse.Namespace, what: str, error: Exception, code: int
-) -> None:
-    """Say what went wrong on one line, and in the JSON summary when one was asked for."""
-    errors.print(f"[bold red]elspeth: {what}[/]: {error}", highlight=False, soft_wrap=True)
-    if arguments.json_summary:
-        _write_summary(
-            arguments.json_summary,
-            {"status": what, "exit_code": code, "error": f"{type(error).__name__}: {error}"},
+        return _refused_before_the_run(error, runner, arguments, errors)
+    if summary.error is not None:
+        errors.print(
+            f"[bold red]elspeth: run {summary.status}[/]: {summary.outcome.reason}",
+            highlight=False,
+            soft_wrap=True,
         )
+    if not summary.manifest_written:
+        errors.print(
+            f"elspeth: the manifest in {summary.run_dir} still says running: the run's end could "
+            f"not be written there; this run is {summary.status}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if arguments.json_summary:
+        _write_summary(arguments.json_summary, summary_document(summary), errors)
+    return summary.exit_code
 
 
-def _write_summary(destination: str, summary: dict[str, object]) -> None:
-    text = json.dumps(summary, indent=2)
-    if destination == "-":
-        print(text)
-    else:
-        Path(destination).write_text(text + "\n", "utf-8")
-
-
-def _run(settings: Path, arguments: argparse.Namespace, console: Console) -> int:
+def _runner(settings: Path, arguments: argparse.Namespace, console: Console) -> SuiteRunner:
     from elspeth.config import load_suite
-    from elspeth.suite import LogProgress, RunOptions, SuiteRunner, TerminalProgress
+    from elspeth.suite import RunOptions, SuiteRunner
 
     suite = load_suite(settings)
     options = RunOptions(
-        output_dir=arguments.output_dir.resolve(),
-        head=arguments.head,
-        resume=arguments.resume,
+        output_dir=arguments.output_dir.resolve() if "output_dir" in arguments else Path(),
+        head=getattr(arguments, "head", None),
+        resume=getattr(arguments, "resume", None),
         state_dir=arguments.state_dir,
     )
     if suite.settings.sidecar.mode == "standalone":
@@ -96,23 +101,29 @@ def _run(settings: Path, arguments: argparse.Namespace, console: Console) -> int
             "[bold yellow]STANDALONE MODE[/]: a private sidecar daemon runs for this run only, "
             "as this user; levels above OFFICIAL_SENSITIVE are refused."
         )
-    runner = SuiteRunner(suite, options)
-    if arguments.validate_only:
-        suite_plan = runner.validate()
-        console.print(plan_table(suite_plan.plan))
-        if suite_plan.plan.violations:
-            from elspeth.security import ClearancePlanError
+    return SuiteRunner(suite, options)
 
-            raise ClearancePlanError(suite_plan.plan.violations)
-        console.print(f"settings valid: {settings}")
-        return EXIT_OK
+
+def _validate(runner: SuiteRunner, console: Console) -> int:
+    from elspeth.security import ClearancePlanError
+
+    suite_plan = runner.validate()
+    console.print(plan_table(suite_plan.plan))
+    console.print(suite_plan.started_line, highlight=False)
+    if suite_plan.plan.violations:
+        raise ClearancePlanError(suite_plan.plan.violations)
+    console.print(f"settings valid: {runner.suite.file}", soft_wrap=True, highlight=False)
+    return ExitCode.OK
+
+
+def _run(runner: SuiteRunner, arguments: argparse.Namespace, console: Console) -> RunSummary:
+    from elspeth.suite import LogProgress, TerminalProgress
+
     progress = TerminalProgress(console) if console.is_terminal else LogProgress()
-    try:
-        with progress:
-            summary = runner.run(progress)
-    finally:
-        if runner.last_plan is not None:
-            console.print(plan_table(runner.last_plan.plan))
+    with progress:
+        summary = runner.run(progress)
+    if runner.last_plan is not None:
+        console.print(plan_table(runner.last_plan.plan))
     console.print(_summary_table(summary))
     # Paths are printed whole and literally: a script may read them back.
     console.print(f"outputs: {summary.run_dir}", soft_wrap=True, markup=False, highlight=False)
@@ -120,13 +131,76 @@ def _run(settings: Path, arguments: argparse.Namespace, console: Console) -> int
         console.print(
             f"report: {summary.run_dir / report}", soft_wrap=True, markup=False, highlight=False
         )
+    return summary
+
+
+def _refused_before_the_run(
+    error: ElspethError,
+    runner: SuiteRunner | None,
+    arguments: argparse.Namespace,
+    errors: Console,
+) -> int:
+    """Bad settings, a bad path or a refused plan: one message, and the JSON summary when one
+    was asked for (with the run id if a run had been named)."""
+    from elspeth.suite import outcome_of
+
+    outcome = outcome_of(error)
+    what = {
+        ExitCode.CONFIGURATION: "configuration error",
+        ExitCode.SECURITY: "security refusal",
+    }.get(outcome.exit_code, "failed")
+    errors.print(f"[bold red]elspeth: {what}[/]: {error}", highlight=False, soft_wrap=True)
     if arguments.json_summary:
-        _write_summary(arguments.json_summary, summary.as_dict())
-    return EXIT_OK
+        document: dict[str, Any] = {
+            "format": SUMMARY_FORMAT,
+            "run_id": None if runner is None or arguments.validate_only else runner.run_id,
+            "run_dir": None,
+            **outcome.as_dict(),
+            "experiments": [],
+            "comparisons": [],
+            "reports": [],
+            "outputs": [],
+        }
+        _write_summary(arguments.json_summary, document, errors)
+    return outcome.exit_code
+
+
+def summary_document(summary: RunSummary) -> dict[str, Any]:
+    """The JSON summary (docs/json-summary.schema.json): the run's outcome, per-experiment
+    counts and budget state, and every output's full path."""
+    names = [
+        *(name for experiment in summary.experiments for name in experiment.outputs),
+        *summary.comparisons,
+        *summary.reports,
+    ]
+    return {
+        "format": SUMMARY_FORMAT,
+        **summary.as_dict(),
+        "outputs": [str(summary.run_dir / name) for name in names],
+    }
+
+
+def _write_summary(destination: str, document: dict[str, Any], errors: Console) -> None:
+    text = json.dumps(document, indent=2)
+    if destination == "-":
+        print(text)
+        return
+    try:
+        Path(destination).write_text(text + "\n", "utf-8")
+    except OSError as error:
+        errors.print(
+            f"elspeth: the JSON summary could not be written to {destination}: "
+            f"{error.strerror or error}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _summary_table(summary: RunSummary) -> Table:
-    table = Table(title=f"Run {summary.run_id}: {summary.status}")
+    title = f"Run {summary.run_id}: {summary.status}"
+    if summary.outcome.early_stopped:
+        title += f" ({summary.outcome.reason})"
+    table = Table(title=title)
     for column in ("experiment", "rows", "answers", "errors", "cached", "resumed", "cost"):
         table.add_column(column, justify="right" if column != "experiment" else "left")
     for experiment in summary.experiments:
@@ -137,6 +211,6 @@ def _summary_table(summary: RunSummary) -> Table:
             str(experiment.errors),
             str(experiment.cached),
             str(experiment.resumed),
-            f"{experiment.cost:.4f}",
+            "unknown" if experiment.known_cost is None else f"{experiment.known_cost:.4f}",
         )
     return table

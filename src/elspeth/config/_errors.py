@@ -1,4 +1,4 @@
-"""Settings problems, all reported together with file, line and key."""
+"""Settings problems, all reported together with file, line, column and key."""
 
 from __future__ import annotations
 
@@ -11,16 +11,28 @@ from elspeth.errors import ConfigurationError
 
 @dataclass(frozen=True, slots=True)
 class SettingsProblem:
-    """One problem at one place: ``file:line: key.path: message``."""
+    """One problem at one place: ``file:line:column: key.path: message``.
+
+    ``line`` and ``column`` are 1-based; either is ``None`` when the problem has no place in the
+    file (the file itself is missing, say). The same shape carries warnings.
+    """
 
     file: Path
     line: int | None
     key: str
     message: str
+    column: int | None = None
+
+    @property
+    def where(self) -> str:
+        if self.line is None:
+            return str(self.file)
+        if self.column is None:
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.column}"
 
     def describe(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line is not None else str(self.file)
-        return f"{where}: {self.key or '(top level)'}: {self.message}"
+        return f"{self.where}: {self.key or '(top level)'}: {self.message}"
 
 
 class SettingsError(ConfigurationError):

@@ -1,5 +1,6 @@
 """Load a suite: parse the YAML, validate it, resolve every experiment against the defaults, and
-check every cross-reference — all problems reported together, with file and line."""
+check every cross-reference and every file it names — all problems reported together, each with
+file, line and column. Nothing here reads data: files are examined, never opened."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from typing import Any
 
 import pydantic
 
+from elspeth.config._checks import (
+    did_you_mean,
+    file_problems,
+    pricing_problems,
+    resolve_relative,
+    schema_problems,
+)
 from elspeth.config._errors import SettingsError, SettingsProblem
 from elspeth.config._models import (
     BudgetSettings,
@@ -19,7 +27,7 @@ from elspeth.config._models import (
     RateLimitSettings,
     SuiteSettings,
 )
-from elspeth.config._yaml import KeyPath, LoadedYaml, dotted, load_yaml
+from elspeth.config._yaml import KeyPath, LoadedYaml, load_yaml
 from elspeth.security import redact_secrets
 from elspeth.sinks import ReportSinkSettings, SinkConfig
 
@@ -41,6 +49,7 @@ class Experiment:
     rate_limits: RateLimitSettings
     budget: BudgetSettings
     repeats: int
+    max_error_rate: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +60,8 @@ class Suite:
     experiments: tuple[Experiment, ...]
     file: Path
     source: LoadedYaml
+    warnings: tuple[SettingsProblem, ...] = ()
+    """Not errors, but worth saying at validation and at every run (a model with no price)."""
 
     @property
     def baseline(self) -> Experiment:
@@ -64,6 +75,10 @@ class Suite:
 
     def line_of(self, path: KeyPath) -> int | None:
         return self.source.line_of(path)
+
+    def problem(self, path: KeyPath, message: str) -> SettingsProblem:
+        """A problem at the key ``path`` (its line and column), named by ``path``."""
+        return self.source.problem(path, message)
 
     def frame_sink(self, name: str) -> SinkConfig:
         """The settings of sink ``name``, which an experiment or comparison lists."""
@@ -95,6 +110,7 @@ _BUILTIN_RUN_DEFAULTS: Mapping[str, Any] = {
     "rate_limits": RateLimitSettings(),
     "budget": BudgetSettings(),
     "repeats": 1,
+    "max_error_rate": 0.0,
 }
 
 
@@ -103,25 +119,36 @@ def load_suite(file: str | os.PathLike[str], environ: Mapping[str, str] | None =
     path = Path(file)
     loaded = load_yaml(path, environ)
     if not isinstance(loaded.data, dict):
-        raise SettingsError([SettingsProblem(path, 1, "", "the settings must be a mapping")])
+        raise SettingsError([SettingsProblem(path, 1, "", "the settings must be a mapping", 1)])
+    # Relative paths are relative to the settings file's directory, never the working directory.
+    base = path.absolute().parent
+    data = resolve_relative(_resolve_paths(loaded.data, base), base)
+    missing_files = file_problems(data, loaded)
     try:
-        settings = SuiteSettings.model_validate(_resolve_paths(loaded.data, path.parent))
+        settings = SuiteSettings.model_validate(data)
     except pydantic.ValidationError as error:
-        raise SettingsError(_problems_from(error, loaded)) from None
+        raise SettingsError(_in_order([*schema_problems(error, loaded), *missing_files])) from None
     experiments: list[Experiment] = []
-    problems: list[SettingsProblem] = []
+    problems: list[SettingsProblem] = list(missing_files)
     for index, experiment in enumerate(settings.experiments):
         resolved, missing = _resolve(experiment, settings)
+        line, column = loaded.position_of(("experiments", index))
         problems.extend(
-            SettingsProblem(path, loaded.line_of(("experiments", index)), key, message)
-            for key, message in missing
+            SettingsProblem(path, line, key, message, column) for key, message in missing
         )
         if resolved is not None:
             experiments.append(resolved)
     problems.extend(_reference_problems(settings, experiments, loaded))
+    unknown_prices, unpriced = pricing_problems(settings, [e.model for e in experiments], loaded)
+    problems.extend(unknown_prices)
     if problems:
-        raise SettingsError(problems)
-    return Suite(settings, tuple(experiments), path, loaded)
+        raise SettingsError(_in_order(problems))
+    return Suite(settings, tuple(experiments), path, loaded, tuple(unpriced))
+
+
+def _in_order(problems: Sequence[SettingsProblem]) -> list[SettingsProblem]:
+    """By place in the file, as an editor walks it; problems with no place first."""
+    return sorted(problems, key=lambda problem: (problem.line or 0, problem.column or 0))
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -180,7 +207,7 @@ def _resolve(
     if missing:
         return None, missing
     model = settings.models.get(pick("model"))
-    parameters = dict(model.options().get("parameters", {}) if model else {})
+    parameters = dict((model.options().get("parameters") if model else None) or {})
     parameters.update(defaults.parameters or {})
     parameters.update(experiment.parameters or {})
     return (
@@ -198,6 +225,7 @@ def _resolve(
             rate_limits=pick("rate_limits"),
             budget=pick("budget"),
             repeats=pick("repeats"),
+            max_error_rate=pick("max_error_rate"),
         ),
         [],
     )
@@ -209,7 +237,7 @@ def _reference_problems(
     problems: list[SettingsProblem] = []
 
     def report(path: KeyPath, message: str) -> None:
-        problems.append(SettingsProblem(loaded.file, loaded.line_of(path), dotted(path), message))
+        problems.append(loaded.problem(path, message))
 
     def check_sinks(names: Sequence[str], *, frame_sinks: bool, path: KeyPath) -> None:
         """Frame sinks belong to experiments and comparisons, report sinks under ``reports``."""
@@ -227,7 +255,8 @@ def _reference_problems(
         for name in names:
             if name not in table:
                 known = ", ".join(sorted(table)) or "none are defined"
-                report(path, f"unknown {what} {name!r}; defined: {known}")
+                hint = did_you_mean(name, table)
+                report(path, f"unknown {what} {name!r}; defined: {known}{hint}")
 
     for index, experiment in enumerate(experiments):
         where: KeyPath = ("experiments", index)
@@ -240,11 +269,21 @@ def _reference_problems(
         check_sinks(experiment.sinks, frame_sinks=True, path=(*where, "sinks"))
         budget = experiment.budget
         model = settings.models.get(experiment.model)
-        model_name = (model.options().get("model") if model else None) or "mock-scorer"
-        if budget.max_cost is not None and model_name not in settings.pricing:
+        model_name = model.price_name if model else ""
+        if model is not None and budget.max_cost is not None and model_name not in settings.pricing:
             report(
                 (*where, "budget"),
                 f"budget.max_cost needs a price for model {model_name!r} under pricing",
+            )
+        elif (
+            model is not None
+            and settings.budget.max_cost is not None
+            and model_name not in settings.pricing
+        ):
+            report(
+                ("budget",),
+                f"budget.max_cost (the suite budget) needs a price for model {model_name!r} "
+                f"of experiment {experiment.name} under pricing",
             )
     defaults = settings.defaults
     check(defaults.comparisons, settings.plugins, "plugin", ("defaults", "comparisons"))
@@ -256,36 +295,6 @@ def _reference_problems(
     if repeated:
         report(("reports",), f"reports lists {', '.join(repeated)} more than once")
     return problems
-
-
-def _problems_from(error: pydantic.ValidationError, loaded: LoadedYaml) -> list[SettingsProblem]:
-    problems = []
-    for detail in error.errors(include_url=False, include_input=False):
-        location: KeyPath = tuple(part for part in detail["loc"] if isinstance(part, str | int))
-        # Discriminated unions add the tag ("csv") to the location; it is not a key.
-        keys = _existing_prefix(location, loaded.data)
-        message = detail["msg"]
-        if detail["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif detail["type"] == "missing":
-            message = "required key is missing"
-        problems.append(
-            SettingsProblem(loaded.file, loaded.line_of(keys), dotted(location), message)
-        )
-    return problems
-
-
-def _existing_prefix(location: KeyPath, data: Any) -> KeyPath:
-    found: list[str | int] = []
-    node = data
-    for part in location:
-        in_mapping = isinstance(node, dict) and isinstance(part, str) and part in node
-        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
-        if not (in_mapping or in_list):
-            continue  # a discriminator tag or a model name pydantic adds: not a key
-        node = node[part]
-        found.append(part)
-    return tuple(found)
 
 
 def budget_remaining(budget: BudgetSettings, spent: Decimal, rows: int) -> BudgetSettings:

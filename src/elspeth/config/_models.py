@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from elspeth.bundle import BundleConfig
 from elspeth.datasources import ConfiguredLevel, DatasourceConfig
+from elspeth.llm import AzureOpenAIOptions, MockOptions, OpenAIOptions
 from elspeth.reports import ExcelReportConfig, HtmlReportConfig, MarkdownReportConfig
 from elspeth.sinks import CsvSinkConfig, JsonlSinkConfig, ParquetSinkConfig
 
@@ -52,17 +53,39 @@ class SidecarSettings(_Strict):
     ready_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
 
-class ModelSettings(BaseModel):
-    """A model endpoint: ``type`` picks the provider; the other keys are its options
-    (see docs/llm.md), checked by the provider itself."""
+class ModelSettings(_Strict):
+    """A model endpoint: ``type`` picks the provider; the other keys are its options (see
+    docs/llm.md), each provider's a strict schema checked when the settings are loaded."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    type: Literal["mock", "openai", "azure_openai"]
+    type: str
     clearance: ConfiguredLevel
 
     def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        """The provider's options, as the client takes them (every key but type and clearance)."""
+        return {
+            name: getattr(self, name)
+            for name in type(self).model_fields
+            if name not in ("type", "clearance")
+        }
+
+
+class MockModelSettings(ModelSettings, MockOptions):
+    type: Literal["mock"]
+
+
+class OpenAIModelSettings(ModelSettings, OpenAIOptions):
+    type: Literal["openai"]
+
+
+class AzureOpenAIModelSettings(ModelSettings, AzureOpenAIOptions):
+    type: Literal["azure_openai"]
+
+
+AnyModelSettings = Annotated[
+    MockModelSettings | OpenAIModelSettings | AzureOpenAIModelSettings,
+    Field(discriminator="type"),
+]
+"""A model's settings; ``type`` selects the provider and so the options it accepts."""
 
 
 class Price(_Strict):
@@ -114,6 +137,13 @@ class RunSettings(_Strict):
     rate_limits: RateLimitSettings | None = None
     budget: BudgetSettings | None = None
     repeats: int | None = Field(default=None, ge=1, le=100)
+    max_error_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Share of rows with an ERROR (no usable answer) above which the experiment, "
+        "and so the run, fails (default 0: any error fails the run).",
+    )
 
 
 class ExperimentSettings(RunSettings):
@@ -147,8 +177,13 @@ class SuiteSettings(_Strict):
     suite: SuiteInfo
     sidecar: SidecarSettings = SidecarSettings()
     datasource: Annotated[DatasourceConfig, Field(discriminator="type")]
-    models: dict[Name, ModelSettings] = Field(min_length=1)
+    models: dict[Name, AnyModelSettings] = Field(min_length=1)
     pricing: dict[str, Price] = Field(default_factory=dict)
+    budget: BudgetSettings = Field(
+        default_factory=BudgetSettings,
+        description="The suite budget: max_cost and max_rows across every experiment together "
+        "(checkpointed spend of a resumed run included), besides each experiment's own budget.",
+    )
     prompt_packs: dict[Name, PromptPackSettings] = Field(min_length=1)
     plugins: dict[Name, PluginSettings] = Field(default_factory=dict)
     plugin_dirs: list[Path] = Field(default_factory=list)

@@ -1,4 +1,5 @@
-"""YAML loading that remembers where every key was written, for errors that name the line.
+"""YAML loading that remembers where every key was written, for errors that name the line and
+column.
 
 Also refuses duplicate keys (PyYAML silently keeps the last one, which hides mistakes) and
 substitutes ``${NAME}`` references from the environment in string values. A substituted value is
@@ -18,6 +19,8 @@ import yaml
 from elspeth.config._errors import SettingsError, SettingsProblem
 
 KeyPath = tuple[str | int, ...]
+Position = tuple[int, int]
+"""(line, column), both 1-based."""
 
 _REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{([^}]*)\}?")
 
@@ -35,16 +38,19 @@ class _Walker:
         self.file = file
         self.environ = environ
         self.lines: dict[KeyPath, int] = {}
+        self.keys: dict[KeyPath, Position] = {}
+        self.values: dict[KeyPath, Position] = {}
         self.problems: list[SettingsProblem] = []
         self.substituted: set[KeyPath] = set()
 
     def problem(self, node: yaml.Node, path: KeyPath, message: str) -> None:
-        self.problems.append(
-            SettingsProblem(self.file, node.start_mark.line + 1, dotted(path), message)
-        )
+        line, column = _position(node)
+        self.problems.append(SettingsProblem(self.file, line, dotted(path), message, column))
 
     def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.lines[path] = node.start_mark.line + 1
+        self.values[path] = _position(node)
+        self.keys.setdefault(path, self.values[path])
         if isinstance(node, yaml.MappingNode):
             result: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -55,6 +61,7 @@ class _Walker:
                 if key in result:
                     self.problem(key_node, (*path, key), "duplicate key (it appears twice)")
                     continue
+                self.keys[(*path, key)] = _position(key_node)
                 result[key] = self.build(value_node, (*path, key))
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
             return result
@@ -84,6 +91,10 @@ class _Walker:
         return _REFERENCE.sub(replace, text)
 
 
+def _position(node: yaml.Node) -> Position:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
 def _construct_scalar(node: yaml.Node) -> Any:
     loader = yaml.SafeLoader("")
     try:
@@ -96,12 +107,21 @@ class LoadedYaml:
     """The parsed document, where each key was written, and which values came from ${VARS}."""
 
     def __init__(
-        self, data: Any, lines: dict[KeyPath, int], substituted: set[KeyPath], file: Path
+        self,
+        data: Any,
+        lines: dict[KeyPath, int],
+        substituted: set[KeyPath],
+        file: Path,
+        *,
+        keys: dict[KeyPath, Position] | None = None,
+        values: dict[KeyPath, Position] | None = None,
     ) -> None:
         self.data = data
         self.lines = lines
         self.substituted = substituted
         self.file = file
+        self.keys = keys or {}
+        self.values = values or {}
 
     def line_of(self, path: KeyPath) -> int | None:
         """The line of ``path`` or of its nearest ancestor that was written."""
@@ -110,6 +130,23 @@ class LoadedYaml:
                 return self.lines[path]
             path = path[:-1]
         return self.lines.get((), None)
+
+    def position_of(self, path: KeyPath, *, value: bool = False) -> tuple[int | None, int | None]:
+        """(line, column) of ``path``'s key (or, with ``value``, of its value), or of its nearest
+        ancestor that was written; ``(None, None)`` for an empty document."""
+        marks = self.values if value else self.keys
+        while path:
+            if path in marks:
+                return marks[path]
+            path = path[:-1]
+            marks = self.keys
+        root: tuple[int | None, int | None] = (self.lines.get(()), None)
+        return self.keys.get((), root)
+
+    def problem(self, path: KeyPath, message: str, *, value: bool = False) -> SettingsProblem:
+        """A problem at ``path`` (its key, or with ``value`` its value), named by ``path``."""
+        line, column = self.position_of(path, value=value)
+        return SettingsProblem(self.file, line, dotted(path), message, column)
 
 
 def load_yaml(file: Path, environ: Mapping[str, str] | None = None) -> LoadedYaml:
@@ -132,11 +169,14 @@ def load_yaml(file: Path, environ: Mapping[str, str] | None = None) -> LoadedYam
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
         raise SettingsError(
-            [SettingsProblem(file, line, "", f"invalid YAML: {error.problem}")]
+            [SettingsProblem(file, line, "", f"invalid YAML: {error.problem}", column)]
         ) from None
     walker = _Walker(file, environ)
     data = walker.build(root, ()) if root is not None else {}
     if walker.problems:
         raise SettingsError(walker.problems)
-    return LoadedYaml(data, walker.lines, walker.substituted, file)
+    return LoadedYaml(
+        data, walker.lines, walker.substituted, file, keys=walker.keys, values=walker.values
+    )

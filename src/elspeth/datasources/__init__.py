@@ -31,6 +31,7 @@ from elspeth.datasources._errors import (
     MarkingError,
     UnsupportedSourceError,
 )
+from elspeth.datasources._files import check_source_file
 from elspeth.datasources._marking import (
     CSV_BANNER_PREFIX,
     JSONL_FORMAT,
@@ -40,6 +41,11 @@ from elspeth.datasources._marking import (
     jsonl_header,
 )
 from elspeth.datasources._source import Datasource, file_datasource_config, open_datasource
+from elspeth.datasources._sql import (
+    check_sqlite_database,
+    sqlite_database,
+    sqlite_url_relative_to,
+)
 
 __all__ = [
     "CSV_BANNER_PREFIX",
@@ -66,8 +72,12 @@ __all__ = [
     "SqlDatasourceConfig",
     "TextEncoding",
     "UnsupportedSourceError",
+    "check_source_file",
+    "check_sqlite_database",
     "csv_banner",
     "file_datasource_config",
     "jsonl_header",
     "open_datasource",
+    "sqlite_database",
+    "sqlite_url_relative_to",
 ]

@@ -14,6 +14,31 @@ from elspeth.datasources._errors import (
 )
 
 
+def check_source_file(path: Path, source: str, setting: str = "path") -> None:
+    """Refuse a missing, unreadable, non-regular or empty file without opening or reading it
+    (opening a FIFO would block): what settings validation checks before anything is read."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise DatasourceNotFoundError(source, f"no such file; check {setting!r}") from None
+    except PermissionError:
+        raise DatasourceAccessError(
+            source, f"permission denied: user id {os.geteuid()} may not reach this file"
+        ) from None
+    except OSError as error:
+        raise DatasourceAccessError(source, f"cannot be examined: {error.strerror}") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise DatasourceAccessError(source, "is a directory, not a file")
+    if not stat.S_ISREG(status.st_mode):
+        raise DatasourceAccessError(source, "is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise DatasourceAccessError(
+            source, f"permission denied: user id {os.geteuid()} may not read this file"
+        )
+    if status.st_size == 0:
+        raise DatasourceFormatError(source, "is empty (0 bytes)")
+
+
 def open_source_file(path: Path, source: str) -> BinaryIO:
     """Open ``path`` for binary reading; refuse missing, unreadable, non-regular or empty files."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import urllib.parse
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Final, cast
 
 import pandas as pd
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from elspeth.datasources._config import SqlDatasourceConfig
 from elspeth.datasources._errors import DatasourceQueryError, UnsupportedSourceError
+from elspeth.datasources._files import check_source_file
 from elspeth.datasources._schema import RawChunk
 from elspeth.security import SecurityLevel
 
@@ -45,15 +47,69 @@ def scrub(message: str, url: str) -> str:
     return message
 
 
+def _sqlite_url(url: str) -> sa.URL | None:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:" or parsed.query.get("mode") == "memory":
+        return None
+    return parsed
+
+
+def _uri_mode(parsed: sa.URL) -> bool:
+    return str(parsed.query.get("uri", "")).lower() in ("true", "1") and str(
+        parsed.database
+    ).startswith("file:")
+
+
+def sqlite_database(url: str) -> Path | None:
+    """The file an SQLite URL names; ``None`` for other databases and in-memory ones."""
+    parsed = _sqlite_url(url)
+    if parsed is None:
+        return None
+    database = str(parsed.database)
+    return Path(database.removeprefix("file:") if _uri_mode(parsed) else database)
+
+
+def sqlite_url_relative_to(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite database path made absolute against ``base`` (the
+    settings file's directory); any other URL unchanged."""
+    parsed = _sqlite_url(url)
+    database = sqlite_database(url)
+    if parsed is None or database is None or database.expanduser().is_absolute():
+        return url
+    absolute = str(base / database)
+    rewritten = parsed.set(database=f"file:{absolute}" if _uri_mode(parsed) else absolute)
+    return rewritten.render_as_string(hide_password=False)
+
+
+def check_sqlite_database(url: str) -> None:
+    """An SQLite URL must name a database file that exists: SQLite would otherwise create an
+    empty one on connecting, and the run would fail later, on no table, leaving it behind."""
+    database = sqlite_database(url)
+    if database is not None:
+        check_source_file(database.expanduser(), f"SQLite database {database}", "url")
+
+
 def create_engine(config: SqlDatasourceConfig, source: str) -> sa.Engine:
-    """An engine for the URL; a bad URL or a missing driver is an unsupported source."""
+    """An engine for the URL; a bad URL or a missing driver is an unsupported source, and an
+    SQLite file that does not exist is refused (never created)."""
     url = config.url.get_secret_value()
     try:
-        return sa.create_engine(url)
+        engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError) as error:
         raise UnsupportedSourceError(
             source, f"cannot use this URL ({type(error).__name__}: {scrub(str(error), url)})"
         ) from None
+    try:
+        check_sqlite_database(url)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 def read_sql(

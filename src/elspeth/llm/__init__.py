@@ -20,13 +20,20 @@ from elspeth.llm._errors import (
 from elspeth.llm._pricing import Budget, ModelPrice, PricingTable
 from elspeth.llm._prompts import CriterionPrompt, MissingField, PromptPack
 from elspeth.llm._providers import PROVIDERS, create_client
+from elspeth.llm._providers._options import (
+    PROVIDER_OPTIONS,
+    AzureOpenAIOptions,
+    MockOptions,
+    OpenAIOptions,
+    ProviderOptions,
+)
 from elspeth.llm._providers.azure_openai import AzureOpenAIClient
 from elspeth.llm._providers.mock import MockClient
 from elspeth.llm._providers.openai import OpenAIClient
 from elspeth.llm._ratelimit import RateLimiter, TokenBucket
 from elspeth.llm._retry import RetryPolicy, parse_retry_after
 from elspeth.llm._secrets import ApiKey
-from elspeth.llm._stage import LLMStage, OnResult
+from elspeth.llm._stage import EARLY_STOP, LLMStage, OnResult, ShouldStop
 from elspeth.llm._types import (
     RETRYABLE,
     AttemptFailure,
@@ -41,12 +48,15 @@ from elspeth.llm._types import (
 )
 
 __all__ = [
+    "EARLY_STOP",
     "PROVIDERS",
+    "PROVIDER_OPTIONS",
     "RETRYABLE",
     "ApiKey",
     "AttemptFailure",
     "AttemptRecord",
     "AzureOpenAIClient",
+    "AzureOpenAIOptions",
     "Budget",
     "CacheError",
     "ChatClient",
@@ -60,17 +70,21 @@ __all__ = [
     "LLMStage",
     "MissingField",
     "MockClient",
+    "MockOptions",
     "ModelPrice",
     "OnResult",
     "OpenAIClient",
+    "OpenAIOptions",
     "Outcome",
     "PricingTable",
     "PromptPack",
     "PromptRenderError",
+    "ProviderOptions",
     "RateLimiter",
     "ResponseCache",
     "RetryPolicy",
     "RowResult",
+    "ShouldStop",
     "StageSummary",
     "TemplateError",
     "TokenBucket",

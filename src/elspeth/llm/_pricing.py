@@ -77,24 +77,50 @@ class PricingTable:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Budget:
-    """Limits that stop a run cleanly: no new request starts once one is reached.
+    """A limit that stops a run cleanly: once it is reached no new request starts.
 
-    ``max_cost`` is checked after each answer, so in-flight requests can take the total a little
-    past it; ``max_rows`` counts rows this run starts (skipped, already-done rows do not count).
-    On resume, pass what is left of the budget.
+    ``max_cost`` is checked after each answer (and before the first request), so in-flight
+    requests can take the total a little past it; ``max_rows`` counts rows this run starts
+    (skipped, already-done rows do not count): once a row would start past it, no new row
+    starts, while the rows already started finish. ``spent`` and ``rows_used`` are what was
+    already used against the limit elsewhere (earlier experiments of a suite, or the run being
+    resumed): the limit holds for the total. ``scope`` names the budget in the stop reason and in
+    :attr:`StageSummary.stopped_by` (e.g. ``"suite budget"``).
     """
 
     max_cost: Decimal | None = None
     max_rows: int | None = None
+    scope: str | None = None
+    spent: Decimal = Decimal(0)
+    rows_used: int = 0
 
     def __post_init__(self) -> None:
         if self.max_cost is not None:
             object.__setattr__(self, "max_cost", _decimal(self.max_cost, "budget.max_cost"))
-        if self.max_rows is not None and (
-            isinstance(self.max_rows, bool)
-            or not isinstance(self.max_rows, int)
-            or self.max_rows < 0
-        ):
-            raise LLMConfigurationError(
-                f"budget.max_rows must be an integer >= 0, not {self.max_rows!r}"
-            )
+        object.__setattr__(self, "spent", _decimal(self.spent, "budget.spent"))
+        for name in ("max_rows", "rows_used"):
+            value = getattr(self, name)
+            if value is None and name == "max_rows":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise LLMConfigurationError(f"budget.{name} must be an integer >= 0, not {value!r}")
+
+    @property
+    def label(self) -> str:
+        """What stopped a run when this budget did: its ``scope``, or ``"budget"``."""
+        return self.scope or "budget"
+
+    def cost_reached(self, cost: Decimal) -> str | None:
+        """The stop reason once ``cost`` (spent by this run) reaches the limit, else None."""
+        if self.max_cost is None or self.spent + cost < self.max_cost:
+            return None
+        return self._reason(f"cost budget of {self.max_cost} reached (spent {self.spent + cost})")
+
+    def rows_reached(self, rows_started: int) -> str | None:
+        """The stop reason when no further row may start after ``rows_started``, else None."""
+        if self.max_rows is None or self.rows_used + rows_started < self.max_rows:
+            return None
+        return self._reason(f"row budget of {self.max_rows} reached")
+
+    def _reason(self, text: str) -> str:
+        return text if self.scope is None else f"{self.scope}: {text}"

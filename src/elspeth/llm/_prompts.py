@@ -169,7 +169,13 @@ class PromptPack:
         """The chat messages for one row and criterion; :class:`PromptRenderError` on failure."""
         system, user = self._criteria[criterion]
         context = {**self.constants, **row, "row": row, "criterion": criterion}
-        user_message = {"role": "user", "content": user.render(context)}
-        if system is None:
-            return (user_message,)
-        return ({"role": "system", "content": system.render(context)}, user_message)
+        try:
+            user_message = {"role": "user", "content": user.render(context)}
+            if system is None:
+                return (user_message,)
+            return ({"role": "system", "content": system.render(context)}, user_message)
+        except PromptRenderError as error:
+            # Column names are the datasource's schema, not content: they show what the
+            # template could have used.
+            columns = ", ".join(sorted(str(key) for key in row if not str(key).startswith("_")))
+            raise PromptRenderError(f"{error}; the row's columns are: {columns}") from None

@@ -14,6 +14,25 @@ _NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REDACTED: Final = "[redacted]"
 
 
+def key_variable(setting: Any, *, owner: str = "api_key_env") -> str:
+    """The variable name ``setting`` gives (``NAME`` or ``${NAME}``), without reading it.
+
+    Refuses anything else without echoing it: the setting may be a pasted key.
+    """
+    if not isinstance(setting, str):
+        raise LLMConfigurationError(
+            f"{owner} must name an environment variable, not a {type(setting).__name__}"
+        )
+    reference = _REFERENCE.match(setting.strip())
+    variable = reference.group(1) if reference else setting.strip()
+    if not _NAME.match(variable):
+        raise LLMConfigurationError(
+            f"{owner} must be the NAME of an environment variable (e.g. OPENAI_API_KEY or "
+            "${OPENAI_API_KEY}), not the key itself; the value given is not a variable name"
+        )
+    return variable
+
+
 class ApiKey:
     """A key taken from an environment variable; only :meth:`reveal` returns its value.
 
@@ -32,18 +51,7 @@ class ApiKey:
         cls, setting: str, *, environ: Mapping[str, str] | None = None, owner: str = "api_key_env"
     ) -> ApiKey:
         """Read the variable that ``setting`` names (``NAME`` or ``${NAME}``)."""
-        if not isinstance(setting, str):
-            raise LLMConfigurationError(
-                f"{owner} must name an environment variable, not a {type(setting).__name__}"
-            )
-        reference = _REFERENCE.match(setting.strip())
-        variable = reference.group(1) if reference else setting.strip()
-        if not _NAME.match(variable):
-            # The setting may be a pasted key: say what is wrong without echoing it.
-            raise LLMConfigurationError(
-                f"{owner} must be the NAME of an environment variable (e.g. OPENAI_API_KEY or "
-                "${OPENAI_API_KEY}), not the key itself; the value given is not a variable name"
-            )
+        variable = key_variable(setting, owner=owner)
         value = (os.environ if environ is None else environ).get(variable, "")
         if not value:
             raise LLMConfigurationError(

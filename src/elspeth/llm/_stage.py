@@ -4,6 +4,11 @@ A fixed pool of ``concurrency`` workers pulls (row, criterion, repeat) items fro
 at most ``concurrency`` requests are in flight (the pool is the semaphore, without a task per row
 waiting on one) and rows are read lazily in order. Each item: render (sandboxed) -> cache lookup ->
 rate limits -> attempts with retries -> costs -> cache store -> ``on_result``.
+
+Stops: every budget (experiment, suite, ...) and a caller's ``should_stop`` are checked before an
+item is taken and again right before every request goes out (retries included), so once a stop is
+known the only requests still to come back are the ones already in flight, at most one per
+worker. A row budget is the one soft stop: no new row starts, the rows already started finish.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ _log = logging.getLogger("elspeth.llm")
 
 OnResult = Callable[[RowResult], Awaitable[None] | None]
 DoneKey = tuple[int, str] | tuple[int, str, int]
+ShouldStop = Callable[[], bool]
+
+#: ``StageSummary.stopped_by`` when ``should_stop`` ended the run.
+EARLY_STOP: Final = "early stop"
 
 #: Completion budget assumed for the tokens-per-minute estimate when parameters set none.
 DEFAULT_COMPLETION_ESTIMATE: Final = 256
@@ -58,49 +67,88 @@ class _Item:
 
 
 class _Run:
-    """The state of one :meth:`LLMStage.run`: the work iterator, totals and the stop flag."""
+    """The state of one :meth:`LLMStage.run`: the work iterator, totals and the stop flags.
+
+    ``stop_reason`` set: no new item is taken. ``halted`` (every stop but a row budget): no
+    request starts either, first attempt or retry; items taken but not sent are dropped."""
 
     def __init__(
         self,
         items: Iterator[_Item],
         level: SecurityLevel,
         done: frozenset[tuple[int, str, int]],
-        budget: Budget,
+        *,
+        budgets: tuple[Budget, ...],
         on_result: OnResult | None,
+        should_stop: ShouldStop | None,
     ) -> None:
         self.items = items
         self.level = level
         self.done = done
-        self.budget = budget
+        self.budgets = budgets
         self.on_result = on_result
+        self.should_stop = should_stop
         self.summary = StageSummary()
         self.last_row = -1
         self.stop_reason: str | None = None
+        self.stopped_by: str | None = None
+        self.requested = False
+        self.halted = False
         self.work_left = False
         self.callback_failed = False
 
     def next_item(self) -> _Item | None:
-        if self.stop_reason is not None or self.callback_failed:
+        if self.stop_reason is not None or self.callback_failed or not self.may_dispatch():
             return None
         for item in self.items:
             if (item.row, item.criterion, item.repeat) in self.done:
                 self.summary.skipped += 1
                 continue
             if item.row != self.last_row:
-                max_rows = self.budget.max_rows
-                if max_rows is not None and self.summary.rows_started >= max_rows:
-                    self.stop(f"row budget of {max_rows} reached", work_left=True)
-                    return None
+                for budget in self.budgets:
+                    reason = budget.rows_reached(self.summary.rows_started)
+                    if reason is not None:
+                        self.stop(reason, budget.label, work_left=True, halt=False)
+                        return None
                 self.summary.rows_started += 1
                 self.last_row = item.row
             return item
         return None
 
-    def stop(self, reason: str, *, work_left: bool) -> None:
+    def may_dispatch(self) -> bool:
+        """Right before a request goes out: false once a stop that ends all spending is known
+        (a budget's cost, or ``should_stop``)."""
+        if self.halted:
+            return False
+        if self.should_stop is not None and self.should_stop():
+            self.requested = self.stop_reason is None
+            self.stop("early stop requested", EARLY_STOP, work_left=True, halt=True)
+            return False
+        self.check_cost()
+        return not self.halted
+
+    def check_cost(self) -> None:
+        for budget in self.budgets:
+            reason = budget.cost_reached(self.summary.cost)
+            if reason is not None:
+                self.stop(reason, budget.label, work_left=False, halt=True)
+                return
+
+    def stop(self, reason: str, stopped_by: str, *, work_left: bool, halt: bool) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
+            self.stopped_by = stopped_by
             _log.warning("LLM stage stopping: %s; requests in flight may finish", reason)
         self.work_left = self.work_left or work_left
+        self.halted = self.halted or halt
+
+    def abandon(self, attempts: Collection[AttemptRecord]) -> None:
+        """An item taken before a stop whose next request was not sent: not done, no result."""
+        self.work_left = True
+        if attempts:
+            self.summary.abandoned += 1
+            self.summary.attempts += len(attempts)
+            self.summary.retries += len(attempts) - 1
 
     def has_unstarted_work(self) -> bool:
         return any((i.row, i.criterion, i.repeat) not in self.done for i in self.items)
@@ -116,9 +164,7 @@ class _Run:
         summary.prompt_tokens += result.prompt_tokens
         summary.completion_tokens += result.completion_tokens
         summary.cost += result.cost
-        max_cost = self.budget.max_cost
-        if max_cost is not None and summary.cost >= max_cost:
-            self.stop(f"cost budget of {max_cost} reached (spent {summary.cost})", work_left=False)
+        self.check_cost()
 
 
 class LLMStage:
@@ -126,7 +172,8 @@ class LLMStage:
 
     ``repeats`` asks each (row, criterion) that many times (repeat index 0..repeats-1, part of the
     cache key and of the mock's answer). ``rate_limiter`` may be shared between stages that share
-    an endpoint. ``rng`` drives the backoff jitter (pass a seeded one in tests).
+    an endpoint. ``budget`` is one :class:`Budget` or several (an experiment's and a suite's): the
+    first one reached stops the run. ``rng`` drives the backoff jitter (pass a seeded one in tests).
     """
 
     def __init__(
@@ -139,7 +186,7 @@ class LLMStage:
         retry_policy: RetryPolicy | None = None,
         cache: ResponseCache | None = None,
         pricing: PricingTable | None = None,
-        budget: Budget | None = None,
+        budget: Budget | Iterable[Budget] | None = None,
         repeats: int = 1,
         rng: random.Random | None = None,
     ) -> None:
@@ -153,14 +200,18 @@ class LLMStage:
         self.retry_policy = retry_policy or RetryPolicy()
         self.cache = cache
         self.pricing = pricing or PricingTable()
-        self.budget = budget or Budget()
+        self.budgets: tuple[Budget, ...] = (
+            () if budget is None else (budget,) if isinstance(budget, Budget) else tuple(budget)
+        )
         self.repeats = repeats
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         model = client.identity.model
-        if self.budget.max_cost is not None and self.pricing.price_for(model) is None:
-            raise LLMConfigurationError(
-                f"budget.max_cost is set but the pricing table has no price for model {model!r}"
-            )
+        for limit in self.budgets:
+            if limit.max_cost is not None and self.pricing.price_for(model) is None:
+                raise LLMConfigurationError(
+                    f"{limit.label}.max_cost is set but the pricing table has no price for "
+                    f"model {model!r}"
+                )
         parameters = client.identity.parameters
         self._completion_estimate = int(
             parameters.get("max_tokens")
@@ -176,6 +227,7 @@ class LLMStage:
         on_result: OnResult | None = None,
         done: Collection[DoneKey] = (),
         columns: Collection[str] | None = None,
+        should_stop: ShouldStop | None = None,
     ) -> StageSummary:
         """Process ``rows`` (ordinal = position) at classification ``level``.
 
@@ -183,6 +235,9 @@ class LLMStage:
         without a callback results are collected in ``summary.collected``. ``done`` lists
         ``(row, criterion)`` or ``(row, criterion, repeat)`` keys to skip (resume). With
         ``columns``, templates are checked against them before the first row is read.
+        ``should_stop`` (e.g. ``event.is_set``; it may be set from another thread) is asked
+        before every request: once it is true no request starts, the ones in flight finish and
+        are reported, and the summary says ``stopped_by="early stop"`` (not partial).
         An exception from ``on_result`` stops every worker and propagates.
         """
         if not isinstance(level, SecurityLevel):
@@ -194,8 +249,9 @@ class LLMStage:
             self._items(rows),
             level,
             frozenset((key[0], key[1], key[2] if len(key) == 3 else 0) for key in done),
-            self.budget,
-            on_result,
+            budgets=self.budgets,
+            on_result=on_result,
+            should_stop=should_stop,
         )
         await self.client.open(self.concurrency)
         workers = [asyncio.create_task(self._worker(run)) for _ in range(self.concurrency)]
@@ -208,9 +264,15 @@ class LLMStage:
             raise
         summary = run.summary
         summary.stop_reason = run.stop_reason
-        summary.partial = run.stop_reason is not None and (
-            run.work_left or run.has_unstarted_work()
+        # A requested stop is the caller's decision, not a shortfall: never partial (and its
+        # remaining rows are not read just to say so).
+        summary.partial = (
+            run.stop_reason is not None
+            and not run.requested
+            and (run.work_left or run.has_unstarted_work())
         )
+        # Named only when it stopped something: a budget reached by the last answer did not.
+        summary.stopped_by = run.stopped_by if summary.partial or run.requested else None
         summary.cache_misreads = 0 if self.cache is None else self.cache.misreads
         summary.elapsed_s = time.perf_counter() - started
         return summary
@@ -223,13 +285,19 @@ class LLMStage:
         on_result: OnResult | None = None,
         done: Collection[DoneKey] = (),
         columns: Collection[str] | None = None,
+        should_stop: ShouldStop | None = None,
     ) -> StageSummary:
         """:meth:`run` on a fresh event loop; closes the client's connections at the end."""
 
         async def main() -> StageSummary:
             try:
                 return await self.run(
-                    rows, level=level, on_result=on_result, done=done, columns=columns
+                    rows,
+                    level=level,
+                    on_result=on_result,
+                    done=done,
+                    columns=columns,
+                    should_stop=should_stop,
                 )
             finally:
                 await self.client.aclose()
@@ -278,10 +346,8 @@ class LLMStage:
         attempts: list[AttemptRecord] = []
         estimate = self._estimate_tokens(messages)
         for number in range(1, self.retry_policy.max_retries + 2):
-            if self.rate_limiter is not None:
-                await self.rate_limiter.acquire(estimate)
-            if number == 1 and run.stop_reason is not None:
-                run.work_left = True  # taken before the stop, never sent: not done
+            if not await self._may_send(run, estimate):
+                run.abandon(attempts)  # taken before the stop, this request never sent
                 return None
             attempt_started = time.perf_counter()
             try:
@@ -333,6 +399,17 @@ class LLMStage:
             self.client.identity.model, completion.prompt_tokens, completion.completion_tokens
         )
         return self._ok(item, completion, attempts, cost, started, cached=False)
+
+    async def _may_send(self, run: _Run, estimate: int) -> bool:
+        """Pass the rate limits; false (nothing charged) if a stop is known before or after."""
+        if not run.may_dispatch():
+            return False
+        if self.rate_limiter is not None:
+            await self.rate_limiter.acquire(estimate)
+            if not run.may_dispatch():  # the stop came while waiting for the limiter
+                self.rate_limiter.settle(estimate, 0)
+                return False
+        return True
 
     def _retry_delay(self, failure: AttemptFailure, number: int) -> float | None:
         if failure.kind not in RETRYABLE or number > self.retry_policy.max_retries:

@@ -194,7 +194,10 @@ class RowResult:
 @dataclasses.dataclass(slots=True)
 class StageSummary:
     """Totals for one :meth:`LLMStage.run`. ``partial`` is true when a budget stopped the run
-    with work left undone; ``stop_reason`` says which limit."""
+    with work left undone; ``stop_reason`` says which limit and ``stopped_by`` names what stopped
+    the run with work left (a budget's scope, ``"budget"``, or ``"early stop"`` for a requested
+    stop, which is never partial). ``abandoned`` counts items given up after a stop with
+    attempts already made (a retry that was not sent); their attempts are in ``attempts``."""
 
     results: int = 0
     ok: int = 0
@@ -210,6 +213,8 @@ class StageSummary:
     cache_misreads: int = 0
     partial: bool = False
     stop_reason: str | None = None
+    stopped_by: str | None = None
+    abandoned: int = 0
     elapsed_s: float = 0.0
     collected: list[RowResult] = dataclasses.field(default_factory=list)
 

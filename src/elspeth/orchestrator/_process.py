@@ -10,6 +10,7 @@ reused while the group is being killed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -28,6 +29,7 @@ from elspeth.orchestrator._errors import WorkerStartError
 from elspeth.orchestrator._groups import GroupKillError, remove_scratch_dir, terminate_group
 from elspeth.orchestrator._stderr import StderrCapture, private_directory
 from elspeth.security import SecurityLevel
+from elspeth.sidecar._standalone import interrupts_deferred, write_owner_marker
 
 _SOCKET_BUFFER_BYTES: Final = 4 * 1024 * 1024
 _TERM_GRACE_SECONDS: Final = 0.5
@@ -53,10 +55,26 @@ class WorkerProcess:
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
             end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER_BYTES)
         log_dir = private_directory(config.log_dir)
-        if config.mode is SpawnMode.STANDALONE:
-            # In sudo mode the scratch root belongs to the workers' user and exists already.
-            config.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
+            # No interrupt between making the scratch directory or the process and recording it.
+            with interrupts_deferred():
+                self._spawn(child, log_dir)
+            self._handshake()
+        except BaseException:
+            if getattr(self, "_popen", None) is not None:
+                self.stop(polite=False)
+            raise
+
+    def _spawn(self, child: socket.socket, log_dir: Path) -> None:
+        """Start the worker process. In standalone mode its scratch directory is made here first,
+        holding an owner marker (this process), so a later run can remove it if this one is
+        killed outright; in sudo mode the worker makes it (the scratch root is its user's)."""
+        config = self.config
+        try:
+            if config.mode is SpawnMode.STANDALONE:
+                config.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.mkdir(self.scratch_dir, 0o700)
+                write_owner_marker(Path(self.scratch_dir))
             self._popen = subprocess.Popen(
                 config.worker_command(),
                 stdin=child.fileno(),
@@ -67,26 +85,26 @@ class WorkerProcess:
                 env=_sandbox.worker_environment(self.scratch_dir, path=config.worker_path),
                 cwd=config.worker_cwd,
             )
-        except OSError as error:
+        except BaseException as error:
             self._sock.close()
-            raise WorkerStartError(
-                f"cannot start a worker ({config.mode.value} mode): {error}"
-            ) from None
+            if config.mode is SpawnMode.STANDALONE:
+                with contextlib.suppress(GroupKillError, OSError):
+                    remove_scratch_dir(self.scratch_dir, owner=os.getuid())
+            if isinstance(error, OSError):
+                raise WorkerStartError(
+                    f"cannot start a worker ({config.mode.value} mode): {error}"
+                ) from None
+            raise
         finally:
             child.close()
         self.pgid = self._popen.pid
         assert self._popen.stderr is not None
         self.stderr = StderrCapture(
             self._popen.stderr,
-            Path(log_dir) / f"worker-{self.number}-{self.pgid}-{level.name}.stderr.log",
-            level,
+            log_dir / f"worker-{self.number}-{self.pgid}-{self.level.name}.stderr.log",
+            self.level,
             config.stderr_cap_bytes,
         )
-        try:
-            self._handshake()
-        except BaseException:
-            self.stop(polite=False)
-            raise
 
     def _handshake(self) -> None:
         config = self.config
@@ -200,7 +218,9 @@ class WorkerProcess:
             log.error(
                 "worker %d (pid %d) did not exit after its group was killed", self.number, self.pgid
             )
-        self.stderr.finish(config.kill_timeout)
+        stderr: StderrCapture | None = getattr(self, "stderr", None)
+        if stderr is not None:  # None only when its capture could not be set up
+            stderr.finish(config.kill_timeout)
 
     def _ask_to_exit(self, grace: float) -> None:
         deadline = time.monotonic() + grace

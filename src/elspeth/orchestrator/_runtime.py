@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import _wire
 from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_frame
-from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig
+from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig, SpawnMode
 from elspeth.orchestrator._errors import (
     PluginFailedError,
     PluginTimeoutError,
@@ -45,6 +46,7 @@ from elspeth.security import (
     join,
     join_all,
 )
+from elspeth.sidecar._standalone import remove_leftovers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +55,9 @@ log = logging.getLogger("elspeth.orchestrator")
 
 _SKIPPABLE: Final = (PluginFailedError, PluginTimeoutError, WorkerCrashedError)
 """Failures a plugin's ``skip`` error policy may absorb; refusals and protocol errors never."""
+
+WORKER_SCRATCH_NAME: Final = re.compile(r"worker-[0-9a-f]{16,64}")
+"""A worker's scratch directory in the scratch root (as the reaper accepts them)."""
 
 _CATALOG_LEVEL: Final = SecurityLevel.UNOFFICIAL
 """The catalog worker describes plugins and validates parameters; it never receives data."""
@@ -139,6 +144,10 @@ class PluginRuntime:
     def __init__(self, authority: SealAuthority, config: RuntimeConfig) -> None:
         self._authority = authority
         self._config = config
+        if config.mode is SpawnMode.STANDALONE:
+            # Scratch directories of workers whose orchestrator was killed outright; in sudo mode
+            # they belong to the workers' user and the reaper removes them.
+            remove_leftovers(config.scratch_root, WORKER_SCRATCH_NAME, what="worker scratch dir")
         self._proxies = ProxyService()
         self._pools = _Pools()
         self._catalog = WorkerPool(_CATALOG_LEVEL, 1, self._spawn)

@@ -3,8 +3,11 @@
 Nothing here needs a display, a font file or the network: figures are
 :class:`matplotlib.figure.Figure` objects (never pyplot's global figure registry), text is drawn
 as paths, and the SVG carries no date, so the same report gives the same bytes. matplotlib is
-imported on first use, with its cache in a private temporary directory unless the user chose one,
-so importing :mod:`elspeth.reports` stays light and matplotlib never writes to the home directory.
+imported on first use, so importing :mod:`elspeth.reports` stays light. Unless the user set
+``MPLCONFIGDIR``, matplotlib's directory (it holds only the font list cache, no data) is the
+per-user ``$XDG_CACHE_HOME/elspeth/matplotlib`` (else ``~/.cache/elspeth/matplotlib``, 0700):
+the font cache is built once per user, not once per run. Only if that cannot be used is it a
+private temporary directory, removed when the process ends.
 
 Each chart comes with a text alternative and a caption. A chart whose columns are absent is left
 out with a short note; missing data is never an error.
@@ -13,16 +16,18 @@ out with a short note; missing data is never an error.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import io
 import os
 import re
 import shutil
+import stat
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -111,17 +116,51 @@ def report_charts(content: ReportContent) -> ReportCharts:
 
 @functools.cache
 def _matplotlib() -> ModuleType:
-    if "matplotlib" not in sys.modules and "MPLCONFIGDIR" not in os.environ:
-        # matplotlib keeps a font cache in ~/.cache (or ~/.matplotlib) by default.
-        os.environ["MPLCONFIGDIR"] = _private_config_directory()
+    if "matplotlib" not in sys.modules and not os.environ.get("MPLCONFIGDIR"):
+        os.environ["MPLCONFIGDIR"] = str(_user_cache_directory() or _private_config_directory())
     import matplotlib
     import matplotlib.style
 
     return matplotlib
 
 
-def _private_config_directory() -> str:
-    directory = tempfile.mkdtemp(prefix="elspeth-matplotlib-")
+def _user_cache_path() -> Path | None:
+    """``$XDG_CACHE_HOME/elspeth/matplotlib``, else ``~/.cache/elspeth/matplotlib``."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if base and os.path.isabs(base):
+        return Path(base) / "elspeth" / "matplotlib"
+    try:
+        return Path.home() / ".cache" / "elspeth" / "matplotlib"
+    except RuntimeError:  # no home directory
+        return None
+
+
+def _user_cache_directory() -> Path | None:
+    """The per-user directory, made 0700 if missing; ``None`` if it cannot be used: not a real
+    directory of this user's (a link, another owner) or not writable."""
+    directory = _user_cache_path()
+    if directory is None:
+        return None
+    try:
+        directory.parent.parent.mkdir(parents=True, exist_ok=True)
+        for level in (directory.parent, directory):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(level, 0o700)
+        info = os.lstat(directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            return None
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.chmod(directory, 0o700)  # a real directory of ours (lstat above)
+    except OSError:
+        return None
+    return directory if os.access(directory, os.W_OK | os.X_OK) else None
+
+
+def _private_config_directory() -> Path:
+    from elspeth.sidecar._standalone import make_owned_directory
+
+    # With an owner marker: a later standalone run removes it if this process is killed.
+    directory = make_owned_directory("elspeth-matplotlib-")
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     return directory
 
@@ -295,7 +334,7 @@ def _baseline_deltas(drawer: _Drawer, content: ReportContent) -> ChartGroup:
             )
         axes.axvline(0.0, color="#6b7280", linestyle="--", linewidth=1)
         axes.set_yticks(positions, [_short(f"{d.variant} · {d.criterion}") for d in deltas])
-        axes.set_xlabel("difference of means (variant minus baseline)")
+        axes.set_xlabel("estimated difference (variant minus baseline)")
         axes.set_title(f"{_short(instance)}: differences from the baseline")
         baseline = comparisons[0].baseline
         described = "; ".join(
@@ -308,13 +347,16 @@ def _baseline_deltas(drawer: _Drawer, content: ReportContent) -> ChartGroup:
                 figure,
                 title=f"{instance}: differences from the baseline {baseline}",
                 description=(
-                    f"Difference of each variant's mean from the baseline {baseline}, per "
-                    f"criterion, with its confidence interval. {described}."
+                    f"Estimated difference of each variant from the baseline {baseline}, per "
+                    f"criterion (the comparison test's own estimate), with its confidence "
+                    f"interval. {described}."
                 ),
                 caption=(
-                    f"{instance}: each point is a variant's mean for one criterion minus the mean "
-                    f"of the baseline experiment ({baseline}); the bar spans its confidence "
-                    "interval (ci_low to ci_high). The dashed line marks no difference."
+                    f"{instance}: each point is the comparison test's estimate of a variant's "
+                    f"difference from the baseline experiment ({baseline}) for one criterion: a "
+                    "difference of means for t tests, a Hodges-Lehmann shift for rank tests; the "
+                    "bar spans the test's own confidence interval (ci_low to ci_high). The "
+                    "dashed line marks no difference."
                 ),
             )
         )
@@ -326,6 +368,10 @@ def _deltas(variant: str, data: pd.DataFrame) -> Iterator[_Delta]:
         column: pd.to_numeric(data[column], errors="coerce").astype(float)
         for column in DELTA_COLUMNS[1:]
     }
+    if "estimate" in data:
+        # The interval belongs to the test's own estimate (a Hodges-Lehmann shift for the rank
+        # tests), which is not always the difference of means.
+        numbers["difference"] = pd.to_numeric(data["estimate"], errors="coerce").astype(float)
     for position in range(len(data)):
         difference = numbers["difference"].iloc[position]
         if np.isnan(difference):

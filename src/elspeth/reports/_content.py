@@ -15,6 +15,8 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from elspeth.outcome import RunStatus
+from elspeth.reports._marking import MARKINGS
 from elspeth.security import ClearancePlan, SecurityLevel
 from elspeth.sinks import ComparisonReport, ExperimentReport, SuiteReport
 
@@ -53,6 +55,7 @@ class ReportContent:
     """The tables of one report, each computed once."""
 
     level: SecurityLevel
+    status: RunStatus
     facts: tuple[tuple[str, str], ...]
     experiments: tuple[ExperimentReport, ...]
     criteria: tuple[str, ...]
@@ -61,6 +64,11 @@ class ReportContent:
     aggregates: tuple[AggregateTable, ...]
     comparisons: tuple[ComparisonReport, ...]
     plan: pd.DataFrame
+
+    @property
+    def banner(self) -> str:
+        """What the top and bottom banner of every format say: the level and the run status."""
+        return f"{MARKINGS[self.level].text} · Run status: {self.status.value}"
 
     @property
     def result_rows(self) -> int:
@@ -73,10 +81,12 @@ def report_content(report: SuiteReport, level: SecurityLevel) -> ReportContent:
     results = {experiment.name: experiment.results_data() for experiment in report.experiments}
     return ReportContent(
         level=level,
+        status=report.status,
         facts=(
             ("suite", report.suite),
             ("description", report.description),
             ("run id", report.run_id),
+            ("status", report.status.value),
             ("created", report.created_at),
             ("classification", level.name),
             ("baseline", report.baseline.name),

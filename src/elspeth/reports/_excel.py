@@ -59,7 +59,7 @@ class _Workbook:
 
     def __init__(self, handle: BinaryIO, content: ReportContent, report: SuiteReport) -> None:
         marking = MARKINGS[content.level]
-        self.banner = marking.text
+        self.banner = content.banner
         self.book = xlsxwriter.Workbook(
             handle,
             {
@@ -78,10 +78,10 @@ class _Workbook:
         self.used_names: set[str] = set()
         properties: dict[str, Any] = {
             "title": f"Suite report: {report.suite}",
-            "subject": self.banner,
-            "category": self.banner,
+            "subject": marking.text,
+            "category": marking.text,
             "keywords": f"classification:{content.level.name}",
-            "comments": f"{self.banner}. Written by Elspeth for run {report.run_id}.",
+            "comments": f"{marking.text}. Written by Elspeth for run {report.run_id}.",
         }
         created = _created(report.created_at)
         if created is not None:

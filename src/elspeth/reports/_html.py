@@ -101,6 +101,8 @@ class HtmlReport(ReportSink):
         return {
             "content_security_policy": CONTENT_SECURITY_POLICY,
             "marking": MARKINGS[content.level],
+            "banner_text": content.banner,
+            "status": content.status.value,
             "title": self.config.title or f"Suite report: {report.suite}",
             "description": report.description,
             "run_id": report.run_id,

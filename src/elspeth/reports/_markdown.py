@@ -14,7 +14,6 @@ import pandas as pd
 
 from elspeth.reports._config import MarkdownReportConfig
 from elspeth.reports._content import TABLE_ROWS, display_text, report_content, verdicts
-from elspeth.reports._marking import MARKINGS
 from elspeth.sinks import Release, ReportSink, SuiteReport
 
 _ESCAPES: Final[Mapping[str, str]] = {
@@ -70,7 +69,7 @@ class MarkdownReport(ReportSink):
 
     def render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
         content = report_content(report, release.level)
-        banner = f"**{MARKINGS[content.level].text}**"
+        banner = f"**{content.banner}**"
         lines = [banner, "", f"# Suite report: {escape_markdown(report.suite)}", ""]
         lines += [f"- **{name}:** {escape_markdown(value)}" for name, value in content.facts]
         lines += ["", "## Summary", "", *_table(content.summary), ""]

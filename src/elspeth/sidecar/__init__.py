@@ -28,7 +28,11 @@ from elspeth.sidecar._errors import (
 if TYPE_CHECKING:
     from elspeth.sidecar._client import SidecarClient
     from elspeth.sidecar._config import SidecarConfig, load_config
-    from elspeth.sidecar._standalone import StandaloneDaemon, start_standalone_daemon
+    from elspeth.sidecar._standalone import (
+        StandaloneDaemon,
+        default_state_dir,
+        start_standalone_daemon,
+    )
 
 _LAZY = {
     "SidecarClient": "elspeth.sidecar._client",
@@ -36,6 +40,7 @@ _LAZY = {
     "load_config": "elspeth.sidecar._config",
     "StandaloneDaemon": "elspeth.sidecar._standalone",
     "start_standalone_daemon": "elspeth.sidecar._standalone",
+    "default_state_dir": "elspeth.sidecar._standalone",
 }
 
 __all__ = [
@@ -50,6 +55,7 @@ __all__ = [
     "SidecarConfig",
     "SidecarConfigError",
     "StandaloneDaemon",
+    "default_state_dir",
     "load_config",
     "main",
     "start_standalone_daemon",

@@ -22,7 +22,6 @@ from elspeth.sinks._manifest import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     RunManifest,
-    RunStatus,
     verify_run,
 )
 from elspeth.sinks._report import (
@@ -54,7 +53,6 @@ __all__ = [
     "ReportSink",
     "ReportSinkSettings",
     "RunManifest",
-    "RunStatus",
     "Sink",
     "SinkConfig",
     "SinkError",

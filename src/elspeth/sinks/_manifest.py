@@ -2,20 +2,21 @@
 
 :meth:`RunManifest.start` makes the run directory (0700) and writes the manifest with status
 ``running``; every :meth:`~RunManifest.add` rewrites it with the artifact listed; the runner ends
-with :meth:`~RunManifest.complete` or :meth:`~RunManifest.partial`. The manifest is replaced
-atomically each time, so a crash at any point (even ``kill -9``) leaves status ``running`` or
-``partial``: only a run that finished says ``complete``. :func:`verify_run` is what a consumer
-calls before trusting a run directory.
+with :meth:`~RunManifest.finish` and the run's one :class:`~elspeth.outcome.RunStatus`. The
+manifest is replaced atomically each time, so a crash at any point (even ``kill -9``) leaves
+status ``running``: only a run that finished its work says ``complete`` or
+``complete_with_errors``. :func:`verify_run` is what a consumer calls before trusting a run
+directory.
 """
 
 from __future__ import annotations
 
 import datetime
-import enum
 import json
 from pathlib import Path
 from typing import Any, Final
 
+from elspeth.outcome import RunStatus
 from elspeth.security import SecurityLevel, join_all
 from elspeth.sinks._artifact import WrittenArtifact
 from elspeth.sinks._errors import SinkError
@@ -23,12 +24,6 @@ from elspeth.sinks._files import atomic_private_file, file_digest_hex, make_priv
 
 MANIFEST_NAME: Final = "manifest.json"
 MANIFEST_FORMAT: Final = "elspeth-run-manifest-v1"
-
-
-class RunStatus(enum.StrEnum):
-    RUNNING = "running"
-    COMPLETE = "complete"
-    PARTIAL = "partial"
 
 
 class RunManifest:
@@ -67,16 +62,11 @@ class RunManifest:
         self.artifacts.append(artifact)
         self._save()
 
-    def complete(self) -> Path:
-        """Mark the run complete; the last thing a successful run does."""
-        return self._finish(RunStatus.COMPLETE, None)
-
-    def partial(self, reason: str) -> Path:
-        """Mark the run partial (stopped by a budget, an error or a refusal), saying why."""
-        return self._finish(RunStatus.PARTIAL, reason)
-
-    def _finish(self, status: RunStatus, reason: str | None) -> Path:
+    def finish(self, status: RunStatus, reason: str | None = None) -> Path:
+        """Record how the run ended (the last thing a run does), and why when not complete."""
         self._require_running()
+        if status is RunStatus.RUNNING:
+            raise ValueError("a run cannot finish as running")
         self.status, self.reason = status, reason
         self._save()
         return self.path
@@ -113,10 +103,11 @@ class RunManifest:
 
 
 def verify_run(run_dir: Path | str) -> dict[str, Any]:
-    """The manifest of a complete run whose artifacts are all present and unchanged.
+    """The manifest of a finished run whose artifacts are all present and unchanged.
 
-    Raises :class:`SinkError` naming the first problem: no manifest, a run that is not
-    ``complete``, or an artifact missing or differing from its recorded digest.
+    Raises :class:`SinkError` naming the first problem: no manifest, a run that did not finish
+    its work (``complete`` or ``complete_with_errors``), or an artifact missing or differing
+    from its recorded digest.
     """
     path = Path(run_dir) / MANIFEST_NAME
     try:
@@ -127,9 +118,10 @@ def verify_run(run_dir: Path | str) -> dict[str, Any]:
         raise SinkError(path, f"the run manifest cannot be read ({error})") from None
     if manifest.get("format") != MANIFEST_FORMAT:
         raise SinkError(path, "not an Elspeth run manifest")
-    if manifest.get("status") != RunStatus.COMPLETE.value:
+    status = manifest.get("status")
+    if status not in {s.value for s in RunStatus if s.finished_whole}:
         reason = f": {manifest['reason']}" if manifest.get("reason") else ""
-        raise SinkError(path, f"the run is {manifest.get('status')}, not complete{reason}")
+        raise SinkError(path, f"the run is {status}, not complete{reason}")
     for entry in manifest["artifacts"]:
         artifact = Path(run_dir) / entry["path"]
         if not artifact.is_file():

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from elspeth.datasources import ConfiguredLevel
+from elspeth.outcome import RunStatus
 from elspeth.security import (
     ClearancePlan,
     ComponentSpec,
@@ -92,8 +93,9 @@ class SuiteReport:
     """Everything a suite-level sink may show about one run.
 
     ``settings`` are the effective settings with secrets already redacted; ``artifacts`` the
-    files the run had written when the report was made; ``audit_log`` the run's audit log,
-    flushed up to this point.
+    files the run had written when the report was made; ``status`` how the run ended (reports
+    are written only for runs that finished their work, and show it in every banner);
+    ``audit_log`` the run's audit log, flushed up to this point.
     """
 
     suite: str
@@ -106,6 +108,7 @@ class SuiteReport:
     settings: Mapping[str, Any]
     plugins: tuple[PluginRecord, ...]
     artifacts: tuple[WrittenArtifact, ...]
+    status: RunStatus
     audit_log: Path | None = None
 
     def frames(self) -> Iterator[SecureDataFrame]:

@@ -49,10 +49,26 @@ def report_component(sink: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SuitePlan:
-    """The clearance plan plus the name of the last row stage of every experiment."""
+    """The clearance plan plus the name of the last row stage of every experiment.
+
+    From :meth:`SuiteRunner.validate` it also says what validation had to start (``started``,
+    e.g. ``("1 catalog worker (to check plugin parameters)",)``; empty when nothing was) and
+    the settings' warnings (``file:line:column: key: message``, e.g. a model with no price).
+    """
 
     plan: ClearancePlan
     last_row_stage: Mapping[str, str]
+    started: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def started_line(self) -> str:
+        """``started: 1 catalog worker (to check plugin parameters); no daemon``, or
+        ``started: no worker; no daemon``."""
+        parts = list(self.started) or ["no worker"]
+        if not any("daemon" in part for part in self.started):
+            parts.append("no daemon")
+        return "started: " + "; ".join(parts)
 
 
 def _plugin_spec(

@@ -16,6 +16,7 @@ Order of a run (each step fails closed):
 from __future__ import annotations
 
 import bisect
+import collections
 import concurrent.futures
 import dataclasses
 import datetime as dt
@@ -25,7 +26,6 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,10 +35,11 @@ from typing import Any
 
 import pandas as pd
 
-from elspeth.config import BudgetSettings, Experiment, Suite, budget_remaining
+from elspeth.config import BudgetSettings, Experiment, SettingsError, Suite
 from elspeth.datasources import open_datasource
 from elspeth.errors import ConfigurationError, ElspethError
 from elspeth.llm import (
+    EARLY_STOP,
     Budget,
     LLMStage,
     Outcome,
@@ -58,21 +59,31 @@ from elspeth.orchestrator import (
     RuntimeLevelMismatchError,
     SpawnMode,
 )
+from elspeth.outcome import ExitCode, RunStatus
 from elspeth.plugins import PluginKind
 from elspeth.security import ClearancePlan, ClearancePlanError, SecureDataFrame, SecurityLevel
-from elspeth.sidecar import SidecarClient
+from elspeth.sidecar import SidecarClient, default_state_dir
+from elspeth.sidecar._standalone import owned_temporary_directory
 from elspeth.sinks import (
     ComparisonReport,
     ExperimentReport,
     PluginRecord,
     ReportSink,
     RunManifest,
+    SinkError,
     SuiteReport,
     open_sink,
 )
 from elspeth.suite._audit import AuditLog
 from elspeth.suite._authority import open_authority
 from elspeth.suite._checkpoint import Answer, CheckpointWriter, read_checkpoint
+from elspeth.suite._outcome import (
+    ErrorTally,
+    ErrorToleranceError,
+    RunOutcome,
+    RunStoppedError,
+    outcome_of,
+)
 from elspeth.suite._plan import (
     SuitePlan,
     build_suite_plan,
@@ -82,15 +93,21 @@ from elspeth.suite._plan import (
 )
 from elspeth.suite._progress import Progress
 from elspeth.suite._reports import open_report_sink
+from elspeth.suite._validate import (
+    CATALOG_WORKER,
+    NoAuthority,
+    ceiling_refusal,
+    check_suite,
+    checks_declared_columns,
+    is_priced,
+    plugin_problems,
+    template_problems,
+)
 
 log = logging.getLogger("elspeth.suite")
 
 ROW_COLUMN = "_row"
 RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
-
-
-class RunFailedError(ElspethError):
-    """The run stopped; the manifest says ``partial`` and names the reason."""
 
 
 @dataclass
@@ -99,37 +116,62 @@ class ExperimentSummary:
     rows: int = 0
     answers: int = 0
     errors: int = 0
+    tally: ErrorTally = field(default_factory=ErrorTally)
     cached: int = 0
     resumed: int = 0
     retries: int = 0
     cost: Decimal = Decimal(0)
+    cost_unknown: bool = False
+    """The model has no price: ``cost`` (0) means nothing, and the summary's cost is unknown
+    (``None`` in :meth:`as_dict` and :attr:`known_cost`), never 0."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     partial: bool = False
     stop_reason: str | None = None
+    stopped_by: str | None = None
+    """What stopped the experiment: ``"experiment budget"``, ``"suite budget"`` or
+    ``"early stop"``; None when it ran through."""
     early_stopped: bool = False
+    rows_loaded: int = 0
+    """Input rows loaded; ``rows`` is what the results files hold (finished chunks x repeats)."""
     outputs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "cost": str(self.cost)}
+        fields = {k: v for k, v in self.__dict__.items() if k not in ("tally", "cost_unknown")}
+        return {**fields, **self.tally.as_dict(), "cost": _cost_text(self.known_cost)}
+
+    @property
+    def known_cost(self) -> Decimal | None:
+        """What the experiment cost; ``None`` when that is unknown (its model has no price)."""
+        return None if self.cost_unknown else self.cost
 
 
 @dataclass
 class RunSummary:
+    """What the run did and how it ended; ``error`` is what ended it, if anything did."""
+
     run_id: str
     run_dir: Path
-    status: str
+    outcome: RunOutcome
     experiments: list[ExperimentSummary]
-    comparisons: list[str]
+    comparisons: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
-    reason: str | None = None
+    error: BaseException | None = None
+    manifest_written: bool = True
+
+    @property
+    def status(self) -> RunStatus:
+        return self.outcome.status
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.outcome.exit_code
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "run_dir": str(self.run_dir),
-            "status": self.status,
-            "reason": self.reason,
+            **self.outcome.as_dict(),
             "experiments": [e.as_dict() for e in self.experiments],
             "comparisons": self.comparisons,
             "reports": self.reports,
@@ -145,54 +187,33 @@ class RunOptions:
 
 
 def describe_plugins(runtime: PluginRuntime, suite: Suite) -> dict[str, PluginInfo]:
-    """Every plugin instance's declaration, its parameters validated (in a worker, no data)."""
-    infos: dict[str, PluginInfo] = {}
-    problems: list[str] = []
-    for name, settings in suite.settings.plugins.items():
-        try:
-            infos[name] = runtime.describe(settings.plugin, settings.params)
-        except ElspethError as error:
-            line = suite.line_of(("plugins", name))
-            problems.append(f"{suite.file}:{line}: plugins.{name}: {error}")
-    expected = {
-        PluginKind.AGGREGATOR: [a for e in suite.experiments for a in e.aggregators],
-        PluginKind.BASELINE_COMPARISON: list(suite.settings.defaults.comparisons),
-    }
-    row_kinds = {PluginKind.ROW_PLUGIN, PluginKind.VALIDATOR, PluginKind.EARLY_STOP}
-    for experiment in suite.experiments:
-        problems.extend(
-            f"{suite.file}: experiment {experiment.name}: row_plugins lists {p!r}, "
-            f"a {infos[p].kind.value} plugin"
-            for p in experiment.row_plugins
-            if p in infos and infos[p].kind not in row_kinds
-        )
-    for kind, names in expected.items():
-        problems.extend(
-            f"{suite.file}: {n!r} is used as {kind.value} but is a {infos[n].kind.value} plugin"
-            for n in names
-            if n in infos and infos[n].kind is not kind
-        )
+    """Every plugin instance's declaration, its parameters validated (in a worker, no data);
+    every problem in one :class:`~elspeth.config.SettingsError`."""
+    infos, problems = plugin_problems(runtime, suite)
     if problems:
-        raise ConfigurationError("plugin problems:\n  " + "\n  ".join(problems))
+        raise SettingsError(problems)
     return infos
 
 
 def check_templates(suite: Suite) -> None:
-    """Template fields against the declared columns, before any data is read."""
-    columns = suite.settings.datasource.columns
-    if columns is None:
+    """Template fields against the declared columns, before any data is read. Without declared
+    columns (or with ``extra_columns: keep``) the run checks the header instead
+    (:func:`check_header`)."""
+    if not checks_declared_columns(suite):
         return
-    problems: list[str] = []
-    for experiment in suite.experiments:
-        pack = build_prompt_pack(suite, experiment)
-        for missing in pack.missing_fields([*columns, ROW_COLUMN]):
-            line = suite.line_of(_template_path(experiment.prompt_pack, missing.template))
-            problems.append(
-                f"{suite.file}:{line}: experiment {experiment.name}: template "
-                f"{missing.template} uses field {missing.field!r}, which is not a datasource column"
-            )
+    columns = list(suite.settings.datasource.columns or {})
+    problems = template_problems(suite, columns, reserved=(ROW_COLUMN,))
     if problems:
-        raise ConfigurationError("; ".join(sorted(set(problems))))
+        raise SettingsError(problems)
+
+
+def check_header(suite: Suite, columns: Sequence[str]) -> None:
+    """Template fields against the columns the data has (its header, the first thing a run
+    reads), before any model call; a :class:`~elspeth.config.SettingsError` names the
+    template, the field and the columns there are."""
+    problems = template_problems(suite, columns, reserved=(ROW_COLUMN,), header=True)
+    if problems:
+        raise SettingsError(problems)
 
 
 def _template_path(pack: str, template: str) -> tuple[str, ...]:
@@ -243,8 +264,9 @@ def _check_resumable(run_id: str, output_dir: Path) -> None:
     manifest = output_dir / run_id / "manifest.json"
     if not manifest.exists():
         raise ConfigurationError(f"cannot resume: no run {run_id!r} in {output_dir}")
-    if json.loads(manifest.read_text("utf-8")).get("status") == "complete":
-        raise ConfigurationError(f"cannot resume: run {run_id!r} is already complete")
+    status = json.loads(manifest.read_text("utf-8")).get("status")
+    if status in {s.value for s in RunStatus if s.finished_whole}:
+        raise ConfigurationError(f"cannot resume: run {run_id!r} is already {status}")
 
 
 def new_run_id() -> str:
@@ -281,79 +303,101 @@ class SuiteRunner:
             _check_resumable(options.resume, options.output_dir)
         self.run_id = options.resume or new_run_id()
         self.run_dir = options.output_dir / self.run_id
+        self._suite_used = _Used()  # against the suite budget, by the experiments so far
 
     # -- the whole run ----------------------------------------------------------------------
 
     def validate(self) -> SuitePlan:
-        """Describe plugins, check templates and build the plan; read no data, call no model."""
-        with (
-            tempfile.TemporaryDirectory(prefix="elspeth-validate-") as scratch,
-            open_authority(
-                self.suite.settings.sidecar, state_dir=self.options.state_dir
-            ) as authority,
-            PluginRuntime(authority, runtime_config(self.suite, Path(scratch))) as runtime,
-        ):
-            infos = describe_plugins(runtime, self.suite)
-            check_templates(self.suite)
-            self._open_report_sinks()
-            self.last_plan = build_suite_plan(self.suite, infos)
-            return self.last_plan
+        """Every check a run makes before it reads anything, every problem at once; reads no
+        data, calls no model and starts no daemon (nothing here needs the seal authority).
+
+        The one process it may start is a catalog worker, and only when plugins are configured:
+        the plugins check their own parameters there. The plan says what was started
+        (``started``, ``started_line``) and the settings' warnings. Raises
+        :class:`~elspeth.config.SettingsError` (exit 2) or, for standalone mode above its
+        ceiling, :class:`StandaloneCeilingError` (a ``ClearanceError``, exit 3); the plan's own
+        violations are in the returned plan.
+        """
+        started: list[str] = []
+        if self.suite.settings.plugins:
+            started.append(CATALOG_WORKER)
+            with (
+                owned_temporary_directory("elspeth-validate-") as scratch,
+                PluginRuntime(NoAuthority(), runtime_config(self.suite, Path(scratch))) as runtime,
+            ):
+                infos = check_suite(runtime, self.suite)
+        else:
+            infos = check_suite(None, self.suite)
+        plan = build_suite_plan(self.suite, infos)
+        self.last_plan = dataclasses.replace(
+            plan,
+            started=tuple(started),
+            warnings=tuple(warning.describe() for warning in self.suite.warnings),
+        )
+        log.info("validation %s", self.last_plan.started_line)
+        refusal = ceiling_refusal(self.suite, plan.plan)
+        if refusal is not None:
+            raise refusal
+        return self.last_plan
 
     def run(self, progress: Progress) -> RunSummary:
+        """Run the suite. A run that started always returns its summary, whose outcome says how
+        it ended (the error that ended it included); only a bad output directory raises."""
         self.progress = progress
         os.umask(0o077)
-        self.options.output_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prepare_directory(self.options.output_dir, "output directory")
+        if self.suite.settings.sidecar.mode == "standalone":
+            prepare_directory(self.options.state_dir or default_state_dir(), "state directory")
         manifest = RunManifest.start(self.run_dir, self.run_id)
         audit = AuditLog(self.run_dir / "audit.jsonl", self.run_id)
-        summaries: list[ExperimentSummary] = []
-        comparisons: list[str] = []
-        reports: list[str] = []
+        summary = RunSummary(self.run_id, self.run_dir, _RUNNING, [])
+        try:
+            self._run(manifest, audit, summary)
+        except (Exception, KeyboardInterrupt) as error:
+            summary.error = error
+            summary.outcome = outcome_of(error)
+            if not isinstance(error, ElspethError | KeyboardInterrupt | OSError):
+                log.debug("the run ended by an internal error", exc_info=error)
+        try:
+            manifest.finish(summary.status, summary.outcome.reason)
+        except (OSError, SinkError) as error:
+            summary.manifest_written = False
+            log.error("the run's end could not be recorded in %s: %s", manifest.path, error)
+        audit.record("run_finished", **summary.outcome.as_dict())
+        audit.close()
+        return summary
+
+    def _run(self, manifest: RunManifest, audit: AuditLog, run: RunSummary) -> None:
+        """The run's work, recording each experiment's summary in ``run`` as it ends."""
         audit.record(
             "run_started", suite=self.suite.settings.suite.name, resumed=bool(self.options.resume)
         )
-        try:
-            with (
-                open_authority(
-                    self.suite.settings.sidecar, state_dir=self.options.state_dir
-                ) as authority,
-                PluginRuntime(
-                    authority, runtime_config(self.suite, self.run_dir / "worker-logs")
-                ) as runtime,
-            ):
-                audit.record(
-                    "authority_ready", boot_id=authority.boot_id.hex(), mode=authority.mode
-                )
-                infos = describe_plugins(runtime, self.suite)
-                check_templates(self.suite)
-                report_sinks = self._open_report_sinks()
-                suite_plan = self._require_plan(infos, audit)
-                chunks = self._load(authority, audit)
-                context = _Context(
-                    authority, runtime, suite_plan, infos, manifest, audit, report_sinks
-                )
-                experiments: list[ExperimentReport] = []
-                for experiment in self.suite.experiments:
-                    summary, done = self._run_experiment(context, experiment, chunks)
-                    summaries.append(summary)
-                    experiments.append(done)
-                    if summary.partial:
-                        raise RunFailedError(
-                            f"experiment {experiment.name} stopped early: {summary.stop_reason}"
-                        )
-                comparisons, compared = self._compare(
-                    context, {e.name: e.results for e in experiments}
-                )
-                reports = self._write_reports(context, experiments, compared)
-        except BaseException as error:
-            reason = _reason(error)
-            manifest.partial(reason)
-            audit.record("run_failed", error=type(error).__name__)
-            audit.close()
-            raise
-        manifest.complete()
-        audit.record("run_complete")
-        audit.close()
-        return RunSummary(self.run_id, self.run_dir, "complete", summaries, comparisons, reports)
+        with (
+            open_authority(
+                self.suite.settings.sidecar, state_dir=self.options.state_dir
+            ) as authority,
+            PluginRuntime(
+                authority, runtime_config(self.suite, self.run_dir / "worker-logs")
+            ) as runtime,
+        ):
+            audit.record("authority_ready", boot_id=authority.boot_id.hex(), mode=authority.mode)
+            infos = check_suite(runtime, self.suite)
+            report_sinks = self._open_report_sinks()
+            suite_plan = self._require_plan(infos, audit)
+            chunks = self._load(authority, audit)
+            context = _Context(authority, runtime, suite_plan, infos, manifest, audit, report_sinks)
+            experiments: list[ExperimentReport] = []
+            for experiment in self.suite.experiments:
+                summary, done = self._run_experiment(context, experiment, chunks)
+                run.experiments.append(summary)
+                experiments.append(done)
+                _check_experiment(experiment, summary)
+            outcome = _finished_outcome(run.experiments)
+            run.comparisons, compared = self._compare(
+                context, {e.name: e.results for e in experiments}
+            )
+            run.reports = self._write_reports(context, experiments, compared, outcome.status)
+            run.outcome = outcome
 
     def _open_report_sinks(self) -> dict[str, ReportSink]:
         """Every suite-level sink, opened before any data is read: a bundle's signing key is
@@ -366,6 +410,10 @@ class SuiteRunner:
         self.last_plan = suite_plan
         for entry in suite_plan.plan.entries:
             audit.record("clearance_decision", **entry.as_record())
+        refusal = ceiling_refusal(self.suite, suite_plan.plan)
+        if refusal is not None:
+            audit.record("refusal", reason="standalone_ceiling")
+            raise refusal
         if suite_plan.plan.violations:
             audit.record("refusal", reason="clearance_plan", count=len(suite_plan.plan.violations))
             raise ClearancePlanError(suite_plan.plan.violations)
@@ -377,6 +425,10 @@ class SuiteRunner:
         chunks: list[SecureDataFrame] = []
         remaining = self.options.head
         for chunk in datasource.load_chunks(authority, self.suite.settings.defaults.chunk_rows):
+            if not chunks and not checks_declared_columns(self.suite):
+                # No declared columns to check the templates against: the header is the first
+                # thing read, and is checked before another chunk is read or a model called.
+                check_header(self.suite, [str(column) for column in chunk.data.columns])
             kept = chunk
             if remaining is not None and chunk.shape[0] > remaining:
                 kept = chunk.with_new_data(chunk.data.head(remaining))
@@ -408,14 +460,24 @@ class SuiteRunner:
         }
         if restored:
             context.audit.record("resumed", experiment=experiment.name, answers=len(restored))
-        spent = sum((a.cost for a in restored.values()), Decimal(0))
-        left = budget_remaining(experiment.budget, spent, len({key[0] for key in restored}))
         pack = build_prompt_pack(self.suite, experiment)
+        # What the checkpoint already used: its answers' cost, and the rows it has whole (a row
+        # with answers missing starts again, and the stage counts it then).
+        spent = sum((a.cost for a in restored.values()), Decimal(0))
+        per_row = collections.Counter(key[0] for key in restored)
+        whole_rows = sum(n >= len(pack.criteria) * experiment.repeats for n in per_row.values())
+        used = self._suite_used
+        budgets = (
+            _budget(experiment.budget, "experiment budget", spent, whole_rows),
+            _budget(
+                self.suite.settings.budget,
+                "suite budget",
+                used.cost + spent,
+                used.rows + whole_rows,
+            ),
+        )
         stage = self._stage(
-            experiment,
-            pack,
-            self.suite.settings.models[experiment.model].options(),
-            Budget(max_cost=left.max_cost, max_rows=left.max_rows),
+            experiment, pack, self.suite.settings.models[experiment.model].options(), budgets
         )
         writer = CheckpointWriter(checkpoint, fingerprint, context.authority)
         run = _ExperimentRun(
@@ -433,28 +495,40 @@ class SuiteRunner:
                 level=context.plan.incoming_of(llm_component(experiment.name)),
                 on_result=run.on_result,
                 done=set(restored),
+                should_stop=run.stop.is_set,
             )
             frames = run.finished_frames()
         finally:
             run.close()
+        used.cost += stage_summary.cost + spent
+        used.rows += stage_summary.rows_started + whole_rows
+        early = run.stop.is_set()
         summary = ExperimentSummary(
             experiment.name,
-            rows=run.offsets[-1],
+            # What the results files hold: the finished chunks' rows (x repeats); answers and
+            # errors count every answer this run has, also those of unfinished chunks.
+            rows=sum(frame.shape[0] for frame in frames),
+            rows_loaded=run.offsets[-1],
             answers=stage_summary.ok + len(restored),
             errors=stage_summary.errors,
+            tally=run.tally,
             cached=stage_summary.cached,
             resumed=len(restored),
             retries=stage_summary.retries,
             cost=stage_summary.cost + spent,
+            cost_unknown=not is_priced(self.suite, experiment),
             prompt_tokens=stage_summary.prompt_tokens,
             completion_tokens=stage_summary.completion_tokens,
             partial=stage_summary.partial,
-            stop_reason=stage_summary.stop_reason,
-            early_stopped=run.stop.is_set(),
+            stop_reason=stage_summary.stop_reason
+            or ("early stop requested by a row plugin" if early else None),
+            stopped_by=stage_summary.stopped_by or (EARLY_STOP if early else None),
+            early_stopped=early,
         )
-        context.audit.record(
-            "llm_stage_done", experiment=experiment.name, **stage_summary.as_dict()
-        )
+        done_record = stage_summary.as_dict()
+        if summary.cost_unknown:
+            done_record["cost"] = None
+        context.audit.record("llm_stage_done", experiment=experiment.name, **done_record)
         aggregates: dict[str, SecureDataFrame] = {}
         if frames:
             # A budget stop still writes the finished chunks; the manifest then says partial.
@@ -475,7 +549,7 @@ class SuiteRunner:
         experiment: Experiment,
         pack: PromptPack,
         options: Mapping[str, Any],
-        budget: Budget,
+        budgets: Sequence[Budget],
     ) -> LLMStage:
         settings = self.suite.settings
         model = settings.models[experiment.model]
@@ -506,7 +580,7 @@ class SuiteRunner:
             retry_policy=RetryPolicy(max_retries=experiment.max_retries),
             cache=cache,
             pricing=pricing,
-            budget=budget,
+            budget=budgets,
             repeats=experiment.repeats,
         )
 
@@ -522,6 +596,9 @@ class SuiteRunner:
         answered = _with_answers(
             chunk.frame.data, chunk.results, criteria, experiment.repeats, chunk.first_row
         )
+        if not is_priced(self.suite, experiment):  # unknown, never 0
+            for criterion in criteria:
+                answered[f"{criterion}_cost"] = float("nan")
         frame = chunk.frame.with_new_data(answered)
         self._expect_level(frame, plan.level_of(llm_component(experiment.name)))
         settings = self.suite.settings
@@ -643,6 +720,7 @@ class SuiteRunner:
         context: _Context,
         experiments: Sequence[ExperimentReport],
         comparisons: Sequence[ComparisonReport],
+        status: RunStatus,
     ) -> list[str]:
         """The suite-level sinks, last: each sees every experiment and comparison."""
         settings = self.suite.settings
@@ -672,6 +750,7 @@ class SuiteRunner:
                 for name, info in sorted(context.infos.items())
             ),
             artifacts=tuple(manifest.artifacts),
+            status=status,
             audit_log=audit.path,
         )
         written: list[str] = []
@@ -703,9 +782,12 @@ class SuiteRunner:
     def _fingerprint(self, experiment: Experiment, chunks: Sequence[SecureDataFrame]) -> str:
         settings = self.suite.settings
         described = {
-            # The budget is left out: it limits how much is asked, not what an answer is, so a
-            # run stopped by its budget can be resumed with a larger one.
-            "experiment": repr(dataclasses.replace(experiment, budget=BudgetSettings())),
+            # The budget and the error tolerance are left out: they limit how much is asked and
+            # what is accepted, not what an answer is, so a run stopped by its budget can be
+            # resumed with a larger one, and a failed run with a wider tolerance.
+            "experiment": repr(
+                dataclasses.replace(experiment, budget=BudgetSettings(), max_error_rate=0.0)
+            ),
             "model": settings.models[experiment.model].model_dump(mode="json"),
             "prompts": settings.prompt_packs[experiment.prompt_pack].model_dump(mode="json"),
             "data": [chunk.digest.hex() for chunk in chunks],
@@ -738,7 +820,9 @@ class _ExperimentRun:
         self.writer = writer
         self.offsets = _offsets(chunks)
         self.stop = threading.Event()
+        self.tally = ErrorTally()
         self._clearance = runner.suite.settings.models[experiment.model].clearance
+        self._priced = is_priced(runner.suite, experiment)
         per_row = len(criteria) * experiment.repeats
         self._expected = [
             (self.offsets[i + 1] - self.offsets[i]) * per_row for i in range(len(chunks))
@@ -746,6 +830,7 @@ class _ExperimentRun:
         self._answers: list[dict[tuple[int, str, int], RowResult | Answer]] = [{} for _ in chunks]
         for key, answer in restored.items():
             self._answers[_chunk_of(self.offsets, key[0])][key] = answer
+            self.tally.attempted.add(key[0])
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="row-stages")
         self._futures: dict[int, concurrent.futures.Future[SecureDataFrame]] = {}
@@ -777,9 +862,11 @@ class _ExperimentRun:
                 yield {**{str(k): v for k, v in record.items()}, ROW_COLUMN: ordinal}
 
     def on_result(self, result: RowResult) -> None:
-        self.context.audit.record(
-            "llm_result", experiment=self.experiment.name, **result.audit_record()
-        )
+        record = result.audit_record()
+        if not self._priced:  # no price: the cost is unknown, never 0
+            record["cost"] = None
+        self.context.audit.record("llm_result", experiment=self.experiment.name, **record)
+        self.tally.add(result)
         if result.outcome is Outcome.OK and result.text is not None:
             self.writer.append(
                 Answer(
@@ -830,6 +917,25 @@ class _ExperimentRun:
         """Stop asking the model once a row stage failed: the run fails anyway."""
         if self._failure is not None:
             raise self._failure
+
+
+@dataclass
+class _Used:
+    """What the experiments so far used against the suite budget (their checkpoints included)."""
+
+    cost: Decimal = Decimal(0)
+    rows: int = 0
+
+
+def _budget(settings: BudgetSettings, scope: str, spent: Decimal, rows: int) -> Budget:
+    """The stage's form of a budget, with what earlier work already used against it."""
+    return Budget(
+        max_cost=settings.max_cost,
+        max_rows=settings.max_rows,
+        scope=scope,
+        spent=spent,
+        rows_used=rows,
+    )
 
 
 @dataclass(frozen=True)
@@ -917,11 +1023,48 @@ def _concat(frames: Sequence[SecureDataFrame]) -> SecureDataFrame:
     )
 
 
-def _reason(error: BaseException) -> str:
-    """For the manifest: our own messages name settings and levels, never row content; any
-    other exception is named by its type only."""
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(error, ElspethError):
-        return f"{type(error).__name__}: {error}"
-    return type(error).__name__
+_RUNNING = RunOutcome(RunStatus.RUNNING, ExitCode.RUN_FAILED, "the run did not finish")
+
+
+def prepare_directory(directory: Path, what: str) -> None:
+    """Create ``directory`` (0700) if it is missing; refuse one this user cannot write into,
+    naming the path and the reason, before anything is started."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as error:
+        raise ConfigurationError(
+            f"{what} {directory}: cannot be created ({error.strerror or error})"
+        ) from None
+    if not directory.is_dir():
+        raise ConfigurationError(f"{what} {directory}: is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"{what} {directory}: is not writable by this user")
+
+
+def _check_experiment(experiment: Experiment, summary: ExperimentSummary) -> None:
+    """Stop the run after an experiment that a budget stopped or whose errors are above its
+    tolerance: later experiments would be paid for and could not be compared."""
+    if summary.partial:
+        raise RunStoppedError(f"experiment {experiment.name} stopped: {summary.stop_reason}")
+    if summary.tally.exceeds(experiment.max_error_rate):
+        raise ErrorToleranceError(
+            f"experiment {experiment.name}: {summary.tally.describe()} "
+            f"(max_error_rate is {experiment.max_error_rate:g})"
+        )
+
+
+def _finished_outcome(experiments: Sequence[ExperimentSummary]) -> RunOutcome:
+    """Every experiment ran through: complete, or complete with errors within tolerance."""
+    erred = any(e.tally.rows for e in experiments)
+    stopped_early = [e.name for e in experiments if e.early_stopped]
+    return RunOutcome(
+        RunStatus.COMPLETE_WITH_ERRORS if erred else RunStatus.COMPLETE,
+        ExitCode.OK,
+        f"early stop in {', '.join(stopped_early)}" if stopped_early else None,
+        early_stopped=bool(stopped_early),
+    )
+
+
+def _cost_text(cost: Decimal | None) -> str | None:
+    """A cost for the JSON summary and reports: a decimal string, or ``None`` when unknown."""
+    return None if cost is None else str(cost)

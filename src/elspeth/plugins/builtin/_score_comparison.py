@@ -2,32 +2,49 @@
 
 Per LLM criterion, over the baseline's frame and the variant's (in that order):
 
-* the difference of mean scores (variant - baseline) and Welch's confidence interval for it;
-* a two-sided test of the two samples, named in ``test``: Welch's t or Mann-Whitney U;
+* the difference of mean scores (variant - baseline);
+* a two-sided test of the two samples, named in ``test`` (Welch's t or Mann-Whitney U), with the
+  confidence interval of that test's own estimate, named in ``interval_method``: Welch's interval
+  of the difference of means, or the Hodges-Lehmann shift (the median of every variant-minus-
+  baseline difference) with its distribution-free interval;
 * Cliff's delta, from the Mann-Whitney U of the variant, with Romano et al.'s magnitude labels;
-* when rows pair up by ``key`` (the runner's ``_row``): the paired mean difference, its paired t
-  interval and a paired test (paired t or Wilcoxon signed-rank). Repeats collapse to their mean
-  per key first;
-* ``significant`` (p below ``alpha``, from the paired test when at least two rows pair, else from
-  the independent test) and a one-sentence ``verdict``.
+* when rows pair up by ``key`` (the runner's ``_row``): the paired mean difference, a paired test
+  (paired t or Wilcoxon signed-rank) and the interval of its own estimate: the t interval of the
+  mean paired difference, or the Hodges-Lehmann estimate (the median of the Walsh averages) with
+  its distribution-free interval. Repeats collapse to their mean per key first;
+* ``significant`` and a one-sentence ``verdict``, from the paired analysis when at least two rows
+  pair, else from the independent one.
+
+One method gives a verdict its interval. Each interval is the set of shifts its test does not
+reject at ``alpha`` (so ``confidence`` is ``1 - alpha``), and ``significant`` is whether that
+interval excludes 0, so the verdict and the interval beside it cannot disagree. The p-values are
+scipy's. p < alpha exactly when the interval excludes 0 for the t tests (up to rounding at the
+boundary), and for the rank tests whenever the test at 0 sees what it sees at other shifts: no
+zero paired difference, no two opposite paired differences of equal size, no score on both
+sides. Those ties and zeros exist at 0 alone and change the test there (scipy drops zero
+differences and ranks ties together). When 0 is an end of the interval the test at 0 decides
+whether that end belongs (:func:`_settled`); otherwise the interval decides, and the verdict says
+where p disagrees.
 
 ``test: auto`` chooses rank-based tests (Mann-Whitney U; Wilcoxon when paired) when either sample
 has at most :data:`ORDINAL_MAX_DISTINCT` distinct values (ratings such as 1-5 are ordinal) or
 fewer than :data:`SMALL_SAMPLE_BELOW` values (too few to lean on the t test's normality), and
 Welch's t (paired t) otherwise. For the paired choice the samples are the per-key means.
 
-Every statistic comes from scipy. What cannot be answered is NaN, with the reason in the verdict:
-fewer than two scores on a side (or pairs), no variation at all (every score equal, every paired
-difference zero), or a t test without spread (both samples constant, or a constant paired
-difference). Equality is up to rounding (:data:`~._criteria.RELATIVE_TOLERANCE`), decided here
-before scipy is called: scipy would see a tiny spread in rounding noise and report t = 1e15.
+What cannot be answered is NaN, with the reason in the verdict: fewer than two scores on a side
+(or pairs), no variation at all (every score equal, every paired difference zero), or a t test
+without spread (both samples constant, or a constant paired difference). Equality is up to
+rounding (:data:`~._criteria.RELATIVE_TOLERANCE`), decided here before scipy is called: scipy
+would see a tiny spread in rounding noise and report t = 1e15.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pydantic
@@ -52,6 +69,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     Scores = npt.NDArray[np.float64]
+    Indices = npt.NDArray[np.intp]
 
 COMPARISON_COLUMNS: Final = (
     "criterion",
@@ -60,9 +78,11 @@ COMPARISON_COLUMNS: Final = (
     "variant_count",
     "variant_mean",
     "difference",
+    "estimate",
     "ci_low",
     "ci_high",
     "confidence",
+    "interval_method",
     "test",
     "statistic",
     "p_value",
@@ -71,8 +91,10 @@ COMPARISON_COLUMNS: Final = (
     "paired_rows",
     "paired_test",
     "paired_mean_difference",
+    "paired_estimate",
     "paired_ci_low",
     "paired_ci_high",
+    "paired_interval_method",
     "paired_p_value",
     "significant",
     "verdict",
@@ -80,6 +102,7 @@ COMPARISON_COLUMNS: Final = (
 
 NULLABLE_DTYPES: Final = {
     "paired_mean_difference": "Float64",
+    "paired_estimate": "Float64",
     "paired_ci_low": "Float64",
     "paired_ci_high": "Float64",
     "paired_p_value": "Float64",
@@ -97,6 +120,16 @@ SMALL_SAMPLE_BELOW: Final = 30
 MIN_PER_SIDE: Final = 2
 """Scores needed on each side (or pairs) before anything is tested."""
 
+EXACT_SIGNED_RANK_AT_MOST: Final = 50
+"""Wilcoxon: the exact null distribution up to this many pairs (scipy's own limit), when no
+difference is zero and no two are of equal size; the normal approximation otherwise."""
+EXACT_RANK_SUM_AT_MOST: Final = 8
+"""Mann-Whitney: the exact null distribution when the smaller sample has at most this many
+scores (scipy's own rule) and no score occurs twice; the normal approximation otherwise."""
+MATERIALISE_AT_MOST: Final = 1 << 20
+"""Pairwise values (Walsh averages, differences) held at once while choosing an order statistic:
+about 32 MB, where every pair of two samples of 10,000 would be 800 MB."""
+
 SCIPY_TESTS: Final[dict[str, tuple[str, dict[str, Any]]]] = {
     "welch_t": ("ttest_ind", {"equal_var": False}),
     "mann_whitney_u": ("mannwhitneyu", {}),
@@ -104,7 +137,8 @@ SCIPY_TESTS: Final[dict[str, tuple[str, dict[str, Any]]]] = {
     "wilcoxon": ("wilcoxon", {}),
 }
 """Test name -> (``scipy.stats`` function, keyword arguments); every test is called as
-``function(variant, baseline, alternative="two-sided", ...)``."""
+``function(variant, baseline, alternative="two-sided", ...)``, a rank test with the ``method``
+(exact or asymptotic) its interval uses."""
 
 PAIRED_COUNTERPART: Final[dict[str, str]] = {"welch_t": "paired_t", "mann_whitney_u": "wilcoxon"}
 TEST_LABELS: Final = {
@@ -113,14 +147,21 @@ TEST_LABELS: Final = {
     "paired_t": "paired t",
     "wilcoxon": "Wilcoxon signed-rank",
 }
+HODGES_LEHMANN_EXACT: Final = "hodges_lehmann_exact"
+HODGES_LEHMANN_NORMAL: Final = "hodges_lehmann_normal"
+"""``interval_method`` of a rank test's interval, by the null distribution its bounds come from;
+a t test's interval is named after the test."""
 
 CLIFFS_DELTA_MAGNITUDES: Final = ((0.147, "negligible"), (0.33, "small"), (0.474, "medium"))
 """Upper bounds of ``|delta|`` per label (Romano et al., 2006); at or above the last: large."""
 LARGE: Final = "large"
 
+LEVELS: Final = ("alpha", "confidence")
+
 
 class ScoreComparisonParameters(CriteriaParameters):
-    """Rows pair up by ``key``; ``alpha`` is the significance level of the two-sided tests."""
+    """Rows pair up by ``key``; ``alpha`` is the significance level of the two-sided tests and
+    ``confidence`` (``1 - alpha``) the level of their intervals: give either."""
 
     key: list[str] = pydantic.Field(
         default_factory=lambda: ["_row"], min_length=1, description="columns that pair rows"
@@ -130,6 +171,21 @@ class ScoreComparisonParameters(CriteriaParameters):
     higher_is_better: bool = True
 
     _key_list = pydantic.field_validator("key", mode="before")(as_column_list)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _either_level(cls, data: Any) -> Any:
+        # One level given implies the other, rounded as written (1 - 0.99 is 0.01, not
+        # 0.010000000000000009); a value that is no level in (0, 1) is left to its field's own
+        # check, which names it.
+        if not isinstance(data, dict) or sum(name in data for name in LEVELS) != 1:
+            return data
+        given, implied = LEVELS if LEVELS[0] in data else LEVELS[::-1]
+        try:
+            level = float(data[given])
+        except (TypeError, ValueError):
+            return data
+        return {**data, implied: round(1 - level, 12)} if 0 < level < 1 else data
 
     @pydantic.field_validator("key")
     @classmethod
@@ -143,20 +199,54 @@ class ScoreComparisonParameters(CriteriaParameters):
             raise ValueError(f"{sorted(overlap)} cannot be both a key and a score column")
         return self
 
+    @pydantic.model_validator(mode="after")
+    def _one_level(self) -> ScoreComparisonParameters:
+        if not math.isclose(self.alpha + self.confidence, 1.0, rel_tol=0.0, abs_tol=1e-12):
+            raise ValueError(
+                f"confidence {self.confidence:g} and alpha {self.alpha:g} must add up to 1: a "
+                "verdict's interval holds the shifts its test does not reject at alpha"
+            )
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
     """One design's answer (independent samples or pairs): the test used (None when there were
-    too few values to try), the difference (variant - baseline) with its t interval, the test's
-    statistic and p-value, and why they are NaN when they are."""
+    too few values to try), the difference of means (variant - baseline), the test's own
+    estimate with its interval and the interval's method, the test's statistic and p-value, and
+    why they are NaN when they are."""
 
     test: str | None
     difference: float
+    estimate: float
     ci_low: float
     ci_high: float
+    interval_method: str | None
     statistic: float
     p_value: float
     undetermined: str | None
+
+    @property
+    def significant(self) -> bool | None:
+        """Whether the interval excludes 0; None without an answer."""
+        if self.test is None or self.undetermined is not None:
+            return None
+        return bool(self.ci_low > 0 or self.ci_high < 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RankInterval:
+    """A Hodges-Lehmann estimate and its distribution-free interval; ``exact`` when the bounds
+    come from the exact null distribution, not the normal approximation."""
+
+    estimate: float
+    low: float
+    high: float
+    exact: bool
+
+    @property
+    def method(self) -> str:
+        return HODGES_LEHMANN_EXACT if self.exact else HODGES_LEHMANN_NORMAL
 
 
 class ScoreComparison(Plugin):
@@ -224,7 +314,6 @@ def compare_criterion(
     paired = paired_analysis(*pairs, parameters)
     delta = cliffs_delta(baseline, variant) if independent.test else math.nan
     deciding = paired if paired.test else independent
-    significant = None if math.isnan(deciding.p_value) else deciding.p_value < parameters.alpha
     return {
         "criterion": criterion,
         "baseline_count": len(baseline),
@@ -232,9 +321,11 @@ def compare_criterion(
         "variant_count": len(variant),
         "variant_mean": _mean(variant),
         "difference": independent.difference,
+        "estimate": independent.estimate,
         "ci_low": independent.ci_low,
         "ci_high": independent.ci_high,
         "confidence": parameters.confidence,
+        "interval_method": independent.interval_method,
         "test": independent.test,
         "statistic": independent.statistic,
         "p_value": independent.p_value,
@@ -243,11 +334,13 @@ def compare_criterion(
         "paired_rows": len(pairs[0]),
         "paired_test": paired.test,
         "paired_mean_difference": paired.difference,
+        "paired_estimate": paired.estimate,
         "paired_ci_low": paired.ci_low,
         "paired_ci_high": paired.ci_high,
+        "paired_interval_method": paired.interval_method,
         "paired_p_value": paired.p_value,
-        "significant": significant,
-        "verdict": verdict(criterion, deciding, significant, delta, parameters),
+        "significant": deciding.significant,
+        "verdict": verdict(criterion, deciding, delta, parameters),
     }
 
 
@@ -272,7 +365,7 @@ def looks_ordinal_or_small(sample: Scores) -> bool:
 def independent_analysis(
     baseline: Scores, variant: Scores, parameters: ScoreComparisonParameters
 ) -> Analysis:
-    """The two samples as independent: Welch's interval and the chosen test."""
+    """The two samples as independent: the chosen test and its interval."""
     import numpy as np
 
     difference = _mean(variant) - _mean(baseline)
@@ -282,85 +375,365 @@ def independent_analysis(
             f"each side needs at least {MIN_PER_SIDE}"
         )
         return _untested(difference, reason)
-    same = all_equal(np.concatenate([baseline, variant]))
-    return _analysis(
-        variant,
-        baseline,
-        test=choose_test(parameters.test, baseline, variant),
-        interval_test="welch_t",
-        difference=difference,
-        confidence=parameters.confidence,
-        no_variation="every score is the same" if same else None,
-        no_spread=all_equal(baseline) and all_equal(variant),
-    )
+    test = choose_test(parameters.test, baseline, variant)
+    if all_equal(np.concatenate([baseline, variant])):
+        return _undetermined(test, difference, "every score is the same")
+    if test == "mann_whitney_u":
+        interval = shift_interval(baseline, variant, parameters.alpha)
+        return _rank_analysis(test, difference, interval, variant, baseline, alpha=parameters.alpha)
+    if all_equal(baseline) and all_equal(variant):
+        return _undetermined(test, difference, f"no spread for the {TEST_LABELS[test]} test")
+    return _t_analysis(test, difference, variant, baseline, parameters.alpha)
 
 
 def paired_analysis(
     baseline: Scores, variant: Scores, parameters: ScoreComparisonParameters
 ) -> Analysis:
-    """Aligned per-key means as pairs: the paired t interval and the chosen paired test."""
+    """Aligned per-key means as pairs: the chosen paired test and its interval."""
     if len(baseline) < MIN_PER_SIDE:
         return _untested(math.nan, f"fewer than {MIN_PER_SIDE} paired rows")
     differences = variant - baseline
-    zero = all_equal(differences, to=0.0)
-    return _analysis(
-        variant,
-        baseline,
-        test=PAIRED_COUNTERPART[choose_test(parameters.test, baseline, variant)],
-        interval_test="paired_t",
-        difference=float(differences.mean()),
-        confidence=parameters.confidence,
-        no_variation="every paired difference is zero" if zero else None,
-        no_spread=all_equal(differences),
-    )
+    difference = float(differences.mean())
+    test = PAIRED_COUNTERPART[choose_test(parameters.test, baseline, variant)]
+    if all_equal(differences, to=0.0):
+        return _undetermined(test, difference, "every paired difference is zero")
+    if test == "wilcoxon":
+        interval = signed_rank_interval(differences, parameters.alpha)
+        return _rank_analysis(test, difference, interval, variant, baseline, alpha=parameters.alpha)
+    if all_equal(differences):
+        return _undetermined(test, difference, f"no spread for the {TEST_LABELS[test]} test")
+    return _t_analysis(test, difference, variant, baseline, parameters.alpha)
 
 
-def _analysis(
-    variant: Scores,
-    baseline: Scores,
-    *,
-    test: str,
-    interval_test: str,
-    difference: float,
-    confidence: float,
-    no_variation: str | None,
-    no_spread: bool,
+def _t_analysis(
+    test: str, difference: float, variant: Scores, baseline: Scores, alpha: float
 ) -> Analysis:
-    """Run ``test``, and take the interval from the design's t test ``interval_test``. Without
-    spread the t interval is NaN, and so is the statistic if ``test`` is that t test."""
-    low, high = (
-        (math.nan, math.nan)
-        if no_spread
-        else _scipy_test(interval_test, variant, baseline).confidence_interval(confidence)
-    )
-    t_without_spread = no_spread and test == interval_test
-    reason = no_variation or (
-        f"no spread for the {TEST_LABELS[test]} test" if t_without_spread else None
-    )
-    if reason:
-        return Analysis(test, difference, float(low), float(high), math.nan, math.nan, reason)
+    """A t test with its own interval, around the difference of means it tests."""
     result = _scipy_test(test, variant, baseline)
-    return Analysis(
+    interval = result.confidence_interval(1 - alpha)
+    analysis = Analysis(
         test,
         difference,
-        float(low),
-        float(high),
+        difference,
+        float(interval.low),
+        float(interval.high),
+        test,
         float(result.statistic),
         float(result.pvalue),
         None,
     )
+    return _settled(analysis, alpha)
+
+
+def _rank_analysis(
+    test: str,
+    difference: float,
+    interval: RankInterval,
+    variant: Scores,
+    baseline: Scores,
+    *,
+    alpha: float,
+) -> Analysis:
+    """A rank test run with the null distribution (exact or normal) its interval used."""
+    method = "exact" if interval.exact else "asymptotic"
+    result = _scipy_test(test, variant, baseline, method=method)
+    analysis = Analysis(
+        test,
+        difference,
+        interval.estimate,
+        interval.low,
+        interval.high,
+        interval.method,
+        float(result.statistic),
+        float(result.pvalue),
+        None,
+    )
+    return _settled(analysis, alpha)
+
+
+def _settled(analysis: Analysis, alpha: float) -> Analysis:
+    """The interval holds the shifts its test keeps at every shift but 0 itself, where ties and
+    zeros make the test see other data. When 0 is one end of the interval and not the estimate,
+    the test at 0 (its p-value) decides whether that end belongs: an end it rejects moves to the
+    nearest float beyond 0, so the interval is the set of floats kept (and prints as 0.00).
+    Elsewhere the interval decides, even where p says otherwise (a rejected 0 inside the
+    interval, a kept 0 outside it), and the verdict says so."""
+    low, high = analysis.ci_low, analysis.ci_high
+    if not (analysis.p_value < alpha and analysis.estimate != 0):
+        return analysis
+    if low == 0 < high:
+        return replace(analysis, ci_low=math.ulp(0.0))
+    if low < 0 == high:
+        return replace(analysis, ci_high=-math.ulp(0.0))
+    return analysis
 
 
 def _untested(difference: float, reason: str) -> Analysis:
-    return Analysis(None, difference, math.nan, math.nan, math.nan, math.nan, reason)
+    return Analysis(
+        None, difference, math.nan, math.nan, math.nan, None, math.nan, math.nan, reason
+    )
 
 
-def _scipy_test(name: str, variant: Scores, baseline: Scores) -> Any:
+def _undetermined(test: str, difference: float, reason: str) -> Analysis:
+    return Analysis(
+        test, difference, math.nan, math.nan, math.nan, None, math.nan, math.nan, reason
+    )
+
+
+def _scipy_test(name: str, variant: Scores, baseline: Scores, **options: Any) -> Any:
     from scipy import stats
 
     function, keywords = SCIPY_TESTS[name]
     with degenerate_samples_allowed():
-        return getattr(stats, function)(variant, baseline, alternative="two-sided", **keywords)
+        return getattr(stats, function)(
+            variant, baseline, alternative="two-sided", **keywords, **options
+        )
+
+
+# --- Hodges-Lehmann estimates and their intervals ------------------------------------------------
+#
+# A rank test of "no shift" at 0, repeated at every shift t, rejects t exactly when the count of
+# pairwise values (Walsh averages of the paired differences; differences variant - baseline)
+# below t, or above it, is at most a critical count c: P(count <= c) < alpha / 2 under the null,
+# as p < alpha is P(count <= observed) < alpha / 2 (both tails are alike). The shifts it keeps
+# run from the (c + 1)-th smallest pairwise value to the (c + 1)-th largest. At t = 0, unless a
+# pairwise value is 0 itself (a zero or two opposite paired differences; a score on both sides),
+# the counts are the test's own statistics (W+ and W-, U of either side) and its ties are those
+# of every shift, so 0 lies outside the interval exactly when the test at 0 gives p < alpha.
+# A pairwise value at 0 is left to :func:`_settled`.
+
+
+def signed_rank_interval(differences: Scores, alpha: float) -> RankInterval:
+    """The Walsh averages' median and the interval of the Wilcoxon signed-rank test."""
+    import numpy as np
+
+    count = len(differences)
+    values, multiplicities = np.unique(differences, return_counts=True)
+    exact = (
+        count <= EXACT_SIGNED_RANK_AT_MOST
+        and not (differences == 0).any()
+        and np.unique(np.abs(differences)).size == count
+    )
+    if exact:
+        critical = signed_rank_critical_count(count, alpha)
+    else:
+        # At a shift other than 0 only equal differences stay tied, so only they correct the
+        # variance (scipy's formula, without its continuity correction, as scipy's default).
+        variance = (count * (count + 1) * (2 * count + 1) - _tie_term(multiplicities) / 2) / 24
+        critical = normal_critical_count(count * (count + 1) / 4, variance, alpha, continuity=0)
+    return _hodges_lehmann(
+        PairwiseValues(values, multiplicities, values, multiplicities, True), critical, exact
+    )
+
+
+def shift_interval(baseline: Scores, variant: Scores, alpha: float) -> RankInterval:
+    """The median of every difference variant - baseline and the Mann-Whitney U interval."""
+    import numpy as np
+
+    sizes = len(baseline), len(variant)
+    exact = min(sizes) <= EXACT_RANK_SUM_AT_MOST and np.unique(
+        np.concatenate([baseline, variant])
+    ).size == sum(sizes)
+    low_values, low_multiplicities = np.unique(baseline, return_counts=True)
+    high_values, high_multiplicities = np.unique(variant, return_counts=True)
+    if exact:
+        critical = rank_sum_critical_count(*sizes, alpha)
+    else:
+        # Ties within a sample survive every shift, ties across the samples only some: only the
+        # former correct the variance (scipy's formula, with its default continuity correction).
+        pooled = sum(sizes)
+        ties = _tie_term(low_multiplicities) + _tie_term(high_multiplicities)
+        variance = sizes[0] * sizes[1] / 12 * ((pooled + 1) - ties / (pooled * (pooled - 1)))
+        critical = normal_critical_count(sizes[0] * sizes[1] / 2, variance, alpha, continuity=0.5)
+    values = PairwiseValues(low_values, low_multiplicities, high_values, high_multiplicities, False)
+    return _hodges_lehmann(values, critical, exact)
+
+
+def _hodges_lehmann(values: PairwiseValues, critical: int, exact: bool) -> RankInterval:
+    """The median of the pairwise values and the interval from the (critical + 1)-th smallest to
+    the (critical + 1)-th largest; every shift is kept (the interval is unbounded) when no count
+    is rare enough to reject, as with three scores a side at alpha 0.05."""
+    total = values.total
+    estimate = (values.kth((total + 1) // 2) + values.kth(total // 2 + 1)) / 2
+    if critical < 0:
+        return RankInterval(estimate, -math.inf, math.inf, exact)
+    return RankInterval(estimate, values.kth(critical + 1), values.kth(total - critical), exact)
+
+
+def signed_rank_critical_count(count: int, alpha: float) -> int:
+    """The largest c with P(W+ <= c) < alpha / 2 for ``count`` pairs, from the exact null
+    distribution (every sign pattern of the ranks equally likely; the one scipy's exact test
+    uses, counted here in integers); -1 when there is none."""
+    import numpy as np
+
+    # Number of sign patterns per rank sum, rank by rank: a rank is either in the sum or not.
+    patterns = np.zeros(count * (count + 1) // 2 + 1, dtype=np.int64)
+    patterns[0] = 1
+    for rank in range(1, count + 1):
+        patterns[rank:] = patterns[rank:] + patterns[:-rank]
+    return _exact_critical_count(np.cumsum(patterns).tolist(), 2**count, alpha)
+
+
+def rank_sum_critical_count(baseline_size: int, variant_size: int, alpha: float) -> int:
+    """The largest c with P(U <= c) < alpha / 2 for samples of these sizes, from the exact null
+    distribution (every assignment of the ranks to the samples equally likely; the one scipy's
+    exact test uses, counted here in integers); -1 when there is none."""
+    import numpy as np
+
+    smaller, larger = sorted((baseline_size, variant_size))
+    degree = smaller * larger // 2  # c is below the middle of the distribution
+    # Assignments per U: the coefficients of the Gaussian binomial, the product over
+    # i = 1..smaller of (1 - q^(larger + i)) / (1 - q^i), as power series up to q^degree, in
+    # Python integers (there are C(n + m, n) assignments).
+    counts: npt.NDArray[np.object_] = np.zeros(degree + 1, dtype=object)
+    counts[0] = 1
+    for step in range(1, smaller + 1):
+        for start in range(step):
+            counts[start::step] = np.cumsum(counts[start::step])
+        power = larger + step
+        if power <= degree:
+            counts[power:] = counts[power:] - counts[: degree + 1 - power]
+    cumulative = np.cumsum(counts).tolist()
+    return _exact_critical_count(cumulative, math.comb(smaller + larger, smaller), alpha)
+
+
+def _exact_critical_count(cumulative: list[int], outcomes: int, alpha: float) -> int:
+    # cumulative[c] of ``outcomes`` equally likely outcomes have a count of at most c. Compared
+    # in fractions, with alpha as written (0.2 is 1/5, not the binary float just above it): an
+    # exact p-value such as 2/10 can equal alpha, and is then not below it, as scipy finds.
+    return bisect.bisect_left(cumulative, Fraction(str(alpha)) * outcomes / 2) - 1
+
+
+def normal_critical_count(mean: float, variance: float, alpha: float, continuity: float) -> int:
+    """The largest integer c that the normal approximation rejects at alpha (two-sided):
+    ``mean - c - continuity > z(1 - alpha / 2) * sd``; -1 when there is none."""
+    from scipy import stats
+
+    bound = mean - continuity - float(stats.norm.isf(alpha / 2)) * math.sqrt(variance)
+    return max(math.ceil(bound) - 1, -1)
+
+
+def _tie_term(multiplicities: Indices) -> float:
+    return float(sum(int(size) ** 3 - int(size) for size in multiplicities))
+
+
+@dataclass(frozen=True, slots=True)
+class PairwiseValues:
+    """Every pair of two samples without writing every pair down: the differences ``b - a`` of a
+    value ``a`` of the first and ``b`` of the second, or (``walsh``, the two samples the same)
+    the Walsh averages ``(a_i + a_j) / 2`` over ``i <= j``. Each sample is given as its sorted
+    distinct values with their multiplicities, so ratings with few distinct values stay small.
+
+    Seen as a matrix with a row per first value and a column per second one, each row rises
+    (floating-point addition and subtraction are monotonic), so the values at most ``t`` are a
+    prefix of every row: counting them needs a search per row, not every pair."""
+
+    rows: Scores
+    row_multiplicities: Indices
+    columns: Scores
+    column_multiplicities: Indices
+    walsh: bool
+
+    @property
+    def total(self) -> int:
+        if self.walsh:
+            size = int(self.row_multiplicities.sum())
+            return size * (size + 1) // 2
+        return int(self.row_multiplicities.sum()) * int(self.column_multiplicities.sum())
+
+    def kth(self, rank: int, materialise_at_most: int = MATERIALISE_AT_MOST) -> float:
+        """The ``rank``-th smallest value (from 1, counting multiplicities)."""
+        import numpy as np
+
+        # Candidates: columns low[i]..high[i] of each row. A pivot (a weighted median of the
+        # rows' middle candidates) removes a quarter of them or more per round, until they fit.
+        low = np.zeros(len(self.rows), dtype=np.intp)
+        high = np.full(len(self.rows), len(self.columns), dtype=np.intp)
+        while int((high - low).sum()) > materialise_at_most:
+            pivot = self._pivot(low, high)
+            below = self._prefix(pivot, strict=True)
+            at_most = self._prefix(pivot, strict=False)
+            if self._count(below) >= rank:
+                high = below
+            elif self._count(at_most) < rank:
+                low = at_most
+            else:
+                return pivot
+        return self._select(low, high, rank)
+
+    def _values(self, rows: Indices, columns: Indices) -> Scores:
+        if self.walsh:
+            return (self.rows[rows] + self.columns[columns]) / 2
+        return self.columns[columns] - self.rows[rows]
+
+    def _prefix(self, threshold: float, strict: bool) -> Indices:
+        """Per row, how many columns hold a value below ``threshold`` (``strict``) or at most."""
+        import numpy as np
+
+        guess = 2 * threshold - self.rows if self.walsh else threshold + self.rows
+        prefix: Indices = np.searchsorted(
+            self.columns, guess, side="left" if strict else "right"
+        ).astype(np.intp)
+
+        def qualifies(rows: Indices, columns: Indices) -> npt.NDArray[np.bool_]:
+            values = self._values(rows, columns)
+            return values < threshold if strict else values <= threshold
+
+        # The guess is off by rounding: move each row's end to where its values stop qualifying.
+        while True:
+            ahead = np.flatnonzero(prefix < len(self.columns))
+            longer = ahead[qualifies(ahead, prefix[ahead])]
+            if not longer.size:
+                break
+            prefix[longer] += 1
+        while True:
+            behind = np.flatnonzero(prefix > 0)
+            shorter = behind[~qualifies(behind, prefix[behind] - 1)]
+            if not shorter.size:
+                return prefix
+            prefix[shorter] -= 1
+
+    def _count(self, prefix: Indices) -> int:
+        """The values in the rows' prefixes, counting multiplicities."""
+        import numpy as np
+
+        before = np.concatenate([[0], np.cumsum(self.column_multiplicities)])
+        full = int(np.dot(self.row_multiplicities, before[prefix]))
+        if not self.walsh:
+            return full
+        # The square counts each pair i < j twice and (i, i) m_i^2 times; the triangle wants
+        # once and m_i (m_i + 1) / 2 times. (i, i) is in row i's prefix when i < prefix[i].
+        diagonal = int(self.row_multiplicities[np.arange(len(self.rows)) < prefix].sum())
+        return (full + diagonal) // 2
+
+    def _pivot(self, low: Indices, high: Indices) -> float:
+        import numpy as np
+
+        sizes = high - low
+        rows = np.flatnonzero(sizes)
+        middles = self._values(rows, (low[rows] + high[rows]) // 2)
+        order = np.argsort(middles, kind="stable")
+        weights = np.cumsum(sizes[rows][order])
+        return float(middles[order][np.searchsorted(weights, weights[-1] / 2)])
+
+    def _select(self, low: Indices, high: Indices, rank: int) -> float:
+        import numpy as np
+
+        sizes = high - low
+        rows = np.repeat(np.arange(len(self.rows)), sizes)
+        starts = np.cumsum(sizes) - sizes
+        columns = np.arange(int(sizes.sum())) - np.repeat(starts - low, sizes)
+        multiplicity = self.row_multiplicities[rows] * self.column_multiplicities[columns]
+        if self.walsh:
+            upper = columns >= rows
+            rows, columns, multiplicity = rows[upper], columns[upper], multiplicity[upper]
+            same = columns == rows
+            own = self.row_multiplicities[rows[same]]
+            multiplicity[same] = own * (own + 1) // 2
+        values = self._values(rows, columns)
+        order = np.argsort(values, kind="stable")
+        reached = np.cumsum(multiplicity[order]) + self._count(low)
+        return float(values[order][np.searchsorted(reached, rank)])
 
 
 def cliffs_delta(baseline: Scores, variant: Scores) -> float:
@@ -379,34 +752,38 @@ def effect_magnitude(delta: float) -> str | None:
 
 
 def verdict(
-    criterion: str,
-    deciding: Analysis,
-    significant: bool | None,
-    delta: float,
-    parameters: ScoreComparisonParameters,
+    criterion: str, deciding: Analysis, delta: float, parameters: ScoreComparisonParameters
 ) -> str:
-    """One plain sentence from the deciding analysis (paired when rows pair, else independent)."""
+    """One plain sentence from the deciding analysis (paired when rows pair, else independent):
+    its estimate and interval, which decide, and its test's p-value."""
+    significant = deciding.significant
     if significant is None or deciding.test is None:
         return f"{criterion}: not enough data to compare ({deciding.undetermined})"
-    details = (
-        f"{parameters.confidence * 100:g}% CI {_signed(deciding.ci_low)} to "
-        f"{_signed(deciding.ci_high)}; {TEST_LABELS[deciding.test]} {_p(deciding.p_value)}; "
-        f"Cliff's delta {delta:.2f}, {effect_magnitude(delta)}"
+    interval = (
+        f"{parameters.confidence * 100:g}% CI {_end(deciding.ci_low)} to {_end(deciding.ci_high)}"
     )
-    difference = _signed(deciding.difference)
+    if deciding.interval_method in (HODGES_LEHMANN_EXACT, HODGES_LEHMANN_NORMAL):
+        interval = f"Hodges-Lehmann estimate, {interval}"
+    test = f"{TEST_LABELS[deciding.test]} {_p(deciding.p_value)}"
+    if (deciding.p_value < parameters.alpha) != significant:
+        test += f", but the interval {'excludes' if significant else 'includes'} 0 and decides"
+    details = f"{interval}; {test}; Cliff's delta {delta:.2f}, {effect_magnitude(delta)}"
+    estimate = _signed(deciding.estimate)
     if not significant:
-        return f"{criterion}: no significant difference ({difference}, {details})"
-    if deciding.difference == 0:
-        direction = "different from"
-    elif (deciding.difference > 0) == parameters.higher_is_better:
-        direction = "better than"
-    else:
-        direction = "worse than"
-    return f"{criterion}: variant {direction} baseline by {difference} ({details})"
+        return f"{criterion}: no significant difference ({estimate}, {details})"
+    # A significant interval excludes 0 and holds the estimate, so the estimate has a sign.
+    better = (deciding.estimate > 0) == parameters.higher_is_better
+    direction = "better than" if better else "worse than"
+    return f"{criterion}: variant {direction} baseline by {estimate} ({details})"
 
 
 def _signed(value: float) -> str:
-    return f"{value:+.2f}" if math.isfinite(value) else "n/a"
+    return "n/a" if math.isnan(value) else f"{value:+.2f}"
+
+
+def _end(value: float) -> str:
+    """An interval's end; one that :func:`_settled` moved off 0 says that 0 is not in it."""
+    return f"{_signed(value)} (excluded)" if abs(value) == math.ulp(0.0) else _signed(value)
 
 
 def _p(value: float) -> str:
@@ -415,9 +792,3 @@ def _p(value: float) -> str:
 
 def _mean(values: Scores) -> float:
     return float(values.mean()) if len(values) else math.nan
-
-
-def _distinct_count(*samples: Scores) -> int:
-    import numpy as np
-
-    return int(np.unique(np.concatenate(samples)).size)

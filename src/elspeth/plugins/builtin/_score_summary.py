@@ -165,7 +165,7 @@ def summarise_criterion(
         "prompt_tokens": _total(prompt, int),
         "completion_tokens": _total(completion, int),
         **_percentiles("tokens", tokens, answered),
-        "cost": _total(metrics["cost"], float),
+        "cost": _known_total(metrics["cost"]),
         **_percentiles("cost", metrics["cost"], answered),
         **_percentiles("latency", metrics["latency_ms"], answered, unit="_ms"),
     }
@@ -206,6 +206,12 @@ def pass_counts(
 def _total(values: pd.Series[float] | None, kind: type[float] | type[int]) -> float | int | None:
     """The sum of the known values; null when the metric's column is absent."""
     return None if values is None else kind(values.sum())
+
+
+def _known_total(values: pd.Series[float] | None) -> float | None:
+    """The sum of the known costs; null when none is known (the column is absent, or the model
+    has no price: an unknown cost is never reported as 0)."""
+    return None if values is None or not values.notna().any() else float(values.sum())
 
 
 def _percentiles(

@@ -1,0 +1,288 @@
+"""Validation before anything is read: every check a run makes before it reads data or calls a
+model, each problem in the settings loader's form (``file:line:column: key: what is wrong``).
+
+Nothing here reads data, calls a model or needs the seal authority. Plugin parameters are the
+one check that needs a process: the plugin validates them itself, in a catalog worker that never
+receives data, so that third-party code is not imported into the orchestrator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from elspeth.config import Experiment, SettingsError, SettingsProblem, Suite
+from elspeth.errors import ConfigurationError, ElspethError
+from elspeth.llm import PromptPack, create_client
+from elspeth.orchestrator import PluginInfo, PluginRuntime
+from elspeth.plugins import PluginKind
+from elspeth.security import (
+    AuthorityError,
+    ClearanceError,
+    ClearancePlan,
+    DeriveRequest,
+    FrameCertificate,
+    OriginGrant,
+    SealAuthority,
+    SecurityLevel,
+)
+from elspeth.sidecar._engine import STANDALONE_CEILING
+from elspeth.suite._reports import open_report_sink
+
+log = logging.getLogger("elspeth.suite")
+
+CATALOG_WORKER = "1 catalog worker (to check plugin parameters)"
+"""What validation starts when plugins are configured (and only then)."""
+
+
+# --- no seal authority (validation starts none) -------------------------------------------
+
+
+class NoAuthority(SealAuthority):
+    """Stands in for the seal authority where none was started (validation): describing
+    plugins needs none, and anything that would seal, verify or mint is refused."""
+
+    @staticmethod
+    def _refuse() -> NoReturn:
+        raise AuthorityError(
+            "no seal authority was started for validation: nothing may be sealed or verified"
+        )
+
+    def authorize_construct(self, level: SecurityLevel, digest: bytes) -> OriginGrant:
+        self._refuse()
+
+    def redeem_grant(self, grant: OriginGrant) -> FrameCertificate:
+        self._refuse()
+
+    def derive(
+        self, parent_ids: Sequence[str], digest: bytes, floor: SecurityLevel | None = None
+    ) -> FrameCertificate:
+        self._refuse()
+
+    def derive_batch(self, requests: Sequence[DeriveRequest]) -> list[FrameCertificate]:
+        self._refuse()
+
+    def verify_seal(self, certificate: FrameCertificate) -> int:
+        self._refuse()
+
+    def verify_batch(self, certificates: Sequence[FrameCertificate]) -> list[int]:
+        self._refuse()
+
+    def retire(self, frame_ids: Sequence[str]) -> None:
+        self._refuse()
+
+
+# --- plugins -----------------------------------------------------------------------------------
+
+
+def plugin_problems(
+    runtime: PluginRuntime | None, suite: Suite
+) -> tuple[dict[str, PluginInfo], list[SettingsProblem]]:
+    """Every plugin instance described and its parameters validated by the plugin, in the
+    runtime's catalog worker (no data); and every plugin used where its kind does not fit."""
+    infos: dict[str, PluginInfo] = {}
+    problems: list[SettingsProblem] = []
+    plugins = suite.settings.plugins
+    if plugins and runtime is None:
+        raise ValueError("plugins are configured: describing them needs a plugin runtime")
+    for name, settings in plugins.items():
+        assert runtime is not None
+        try:
+            infos[name] = runtime.describe(settings.plugin, settings.params)
+        except ElspethError as error:
+            problems.append(suite.problem(("plugins", name), str(error)))
+    row_kinds = {PluginKind.ROW_PLUGIN, PluginKind.VALIDATOR, PluginKind.EARLY_STOP}
+    for index, experiment in enumerate(suite.experiments):
+        problems.extend(
+            suite.problem(
+                ("experiments", index, "row_plugins"),
+                f"experiment {experiment.name}: row_plugins lists {p!r}, "
+                f"a {infos[p].kind.value} plugin",
+            )
+            for p in experiment.row_plugins
+            if p in infos and infos[p].kind not in row_kinds
+        )
+        problems.extend(
+            suite.problem(
+                ("experiments", index, "aggregators"),
+                f"experiment {experiment.name}: {a!r} is used as {PluginKind.AGGREGATOR.value} "
+                f"but is a {infos[a].kind.value} plugin",
+            )
+            for a in experiment.aggregators
+            if a in infos and infos[a].kind is not PluginKind.AGGREGATOR
+        )
+    problems.extend(
+        suite.problem(
+            ("defaults", "comparisons"),
+            f"{c!r} is used as {PluginKind.BASELINE_COMPARISON.value} but is a "
+            f"{infos[c].kind.value} plugin",
+        )
+        for c in suite.settings.defaults.comparisons
+        if c in infos and infos[c].kind is not PluginKind.BASELINE_COMPARISON
+    )
+    return infos, _unique(problems)
+
+
+# --- templates ---------------------------------------------------------------------------------
+
+
+def prompt_pack(suite: Suite, experiment: Experiment) -> PromptPack:
+    pack = suite.settings.prompt_packs[experiment.prompt_pack]
+    return PromptPack(
+        pack.criteria, system=pack.system, constants=pack.constants, name=experiment.prompt_pack
+    )
+
+
+def template_path(pack: str, template: str) -> tuple[str, ...]:
+    """``triage.criteria.urgency.user`` → the settings key that holds that template."""
+    inner = template.removeprefix(f"{pack}.")
+    if inner.startswith("criteria."):
+        criterion = inner.removeprefix("criteria.").rsplit(".", 1)[0]
+        return ("prompt_packs", pack, "criteria", criterion)
+    return ("prompt_packs", pack, inner)
+
+
+def checks_declared_columns(suite: Suite) -> bool:
+    """Whether the declared ``columns`` are all the columns the data will have (so templates
+    are checked against them before anything is read); otherwise the run checks the header."""
+    source = suite.settings.datasource
+    return source.columns is not None and source.extra_columns.value != "keep"
+
+
+def template_problems(
+    suite: Suite, columns: Sequence[str], *, reserved: Sequence[str] = (), header: bool = False
+) -> list[SettingsProblem]:
+    """Every template field that is not one of ``columns`` (the declared ones, or with
+    ``header`` the ones the data's header has), naming the template, the field and the
+    columns there are. ``reserved`` columns (``_row``) are allowed and not listed."""
+    problems: list[SettingsProblem] = []
+    where = "the data's header has" if header else "the datasource declares"
+    listed = ", ".join(columns) or "none"
+    for experiment in suite.experiments:
+        try:
+            pack = prompt_pack(suite, experiment)
+        except ConfigurationError as error:  # a template syntax error
+            problems.append(suite.problem(("prompt_packs", experiment.prompt_pack), str(error)))
+            continue
+        for missing in pack.missing_fields([*columns, *reserved]):
+            problems.append(
+                suite.problem(
+                    template_path(experiment.prompt_pack, missing.template),
+                    f"experiment {experiment.name}: template {missing.template} uses field "
+                    f"{missing.field!r}, which is not a datasource column; the columns "
+                    f"{where}: {listed}",
+                )
+            )
+    return _unique(problems)
+
+
+# --- models, prices and report sinks -----------------------------------------------------------
+
+
+def client_options(suite: Suite, experiment: Experiment) -> dict[str, Any]:
+    """What the experiment's client is created with: the model's options, and the merged
+    ``parameters`` for the HTTP providers."""
+    model = suite.settings.models[experiment.model]
+    options = model.options()
+    if experiment.parameters and model.type != "mock":
+        options["parameters"] = dict(experiment.parameters)
+    return options
+
+
+def model_problems(suite: Suite) -> list[SettingsProblem]:
+    """Every experiment's client created (that is all: nothing is sent), so what the client
+    refuses (an unset API key variable, parameters the stage sets itself) is found now."""
+    problems: list[SettingsProblem] = []
+    for index, experiment in enumerate(suite.experiments):
+        model = suite.settings.models[experiment.model]
+        for path, options in (
+            (("models", experiment.model), model.options()),
+            (("experiments", index, "parameters"), client_options(suite, experiment)),
+        ):
+            try:
+                create_client(model.type, options)
+            except ConfigurationError as error:
+                problems.append(suite.problem(path, str(error)))
+                break
+    return _unique(problems)
+
+
+def is_priced(suite: Suite, experiment: Experiment) -> bool:
+    """Whether the experiment's model has a price; without one its cost is unknown."""
+    return suite.settings.models[experiment.model].price_name in suite.settings.pricing
+
+
+def report_sink_problems(suite: Suite) -> list[SettingsProblem]:
+    """Every suite-level sink opened (a bundle's signing key loaded and checked)."""
+    problems = []
+    for name in suite.settings.reports:
+        try:
+            open_report_sink(suite.report_sink(name))
+        except ElspethError as error:
+            problems.append(suite.problem(("sinks", name), str(error)))
+    return problems
+
+
+def log_warnings(suite: Suite) -> None:
+    for warning in suite.warnings:
+        log.warning("%s", warning.describe())
+
+
+def check_suite(runtime: PluginRuntime | None, suite: Suite) -> dict[str, PluginInfo]:
+    """Every check before data is read, all problems in one :class:`SettingsError`: plugin
+    parameters, template fields against declared columns, model clients, report sinks."""
+    infos, problems = plugin_problems(runtime, suite)
+    if checks_declared_columns(suite):
+        columns = list(suite.settings.datasource.columns or {})
+        problems.extend(template_problems(suite, columns, reserved=("_row",)))
+    problems.extend(model_problems(suite))
+    problems.extend(report_sink_problems(suite))
+    log_warnings(suite)
+    if problems:
+        raise SettingsError(problems)
+    return infos
+
+
+# --- the standalone daemon's ceiling -----------------------------------------------------------
+
+
+class StandaloneCeilingError(ClearanceError):
+    """Standalone mode's private daemon refuses levels above its ceiling (OFFICIAL_SENSITIVE):
+    a suite whose data would be above it is refused before anything is read."""
+
+
+def ceiling_refusal(suite: Suite, plan: ClearancePlan) -> StandaloneCeilingError | None:
+    """The refusal for a standalone suite whose datasource or any component handles data above
+    the standalone ceiling; ``None`` when there is none (or in sidecar mode)."""
+    if suite.settings.sidecar.mode != "standalone":
+        return None
+    ceiling = STANDALONE_CEILING
+    above: dict[SecurityLevel, list[str]] = {}
+    lines: list[str] = []
+    source = suite.settings.datasource
+    if source.classification > ceiling:
+        where = suite.problem(
+            ("datasource", "classification"), f"the datasource's data is {source.classification}"
+        )
+        lines.append(where.describe())
+    for entry in plan.entries:
+        level = max(entry.incoming, entry.outgoing, key=lambda value: value.rank)
+        if level > ceiling and not entry.component.is_datasource:
+            above.setdefault(level, []).append(entry.component.name)
+    lines.extend(
+        f"components handling {level} data: {', '.join(names)}"
+        for level, names in sorted(above.items(), key=lambda item: item[0].rank)
+    )
+    if not lines:
+        return None
+    return StandaloneCeilingError(
+        f"standalone mode refuses levels above {ceiling} (its private daemon cannot seal them), "
+        "before anything is read:\n  - "
+        + "\n  - ".join(lines)
+        + "\n  run it with the deployed sidecar (sidecar: {mode: sidecar}) instead"
+    )
+
+
+def _unique(problems: Sequence[SettingsProblem]) -> list[SettingsProblem]:
+    return list(dict.fromkeys(problems))
