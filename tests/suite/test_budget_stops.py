@@ -81,8 +81,13 @@ def test_the_suite_budget_carries_across_experiments_and_resume(
 
     stopped = run_cli_subprocess(*suite.args("--json-summary", "-"))
 
-    assert stopped.code != 0, stopped.output
+    assert stopped.code == 1, stopped.output
     assert server.stats.request_count == 16  # concurrency 1: checked before every request
+    assert summary_json(stopped)["status"] == "stopped"
+    assert summary_json(stopped)["budget"] == {
+        "suite": {"max_cost": "0.2", "max_rows": None, "cost_used": "0.2000", "rows_used": 16},
+        "stopped_by": "suite budget",
+    }
     experiments = experiments_by_name(summary_json(stopped))
     base, variant = experiments["base"], experiments["variant"]
     assert (base["stopped_by"], base["rows"], Decimal(base["cost"])) == (None, 10, 10 * ANSWER_COST)

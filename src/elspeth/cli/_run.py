@@ -157,6 +157,7 @@ def _refused_before_the_run(
             "run_dir": None,
             **outcome.as_dict(),
             "experiments": [],
+            "budget": {"suite": None, "stopped_by": None},
             "comparisons": [],
             "reports": [],
             "outputs": [],

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 
@@ -101,6 +101,7 @@ from elspeth.suite._validate import (
     checks_declared_columns,
     is_priced,
     plugin_problems,
+    prompt_pack,
     template_problems,
 )
 
@@ -158,6 +159,8 @@ class RunSummary:
     reports: list[str] = field(default_factory=list)
     error: BaseException | None = None
     manifest_written: bool = True
+    budget: dict[str, Any] = field(default_factory=dict)
+    """The suite budget's limits and what the run used of it, and which budget stopped it."""
 
     @property
     def status(self) -> RunStatus:
@@ -173,6 +176,7 @@ class RunSummary:
             "run_dir": str(self.run_dir),
             **self.outcome.as_dict(),
             "experiments": [e.as_dict() for e in self.experiments],
+            "budget": self.budget,
             "comparisons": self.comparisons,
             "reports": self.reports,
         }
@@ -214,22 +218,6 @@ def check_header(suite: Suite, columns: Sequence[str]) -> None:
     problems = template_problems(suite, columns, reserved=(ROW_COLUMN,), header=True)
     if problems:
         raise SettingsError(problems)
-
-
-def _template_path(pack: str, template: str) -> tuple[str, ...]:
-    """``triage.criteria.urgency.user`` → the settings key that holds that template."""
-    inner = template.removeprefix(f"{pack}.")
-    if inner.startswith("criteria."):
-        criterion = inner.removeprefix("criteria.").rsplit(".", 1)[0]
-        return ("prompt_packs", pack, "criteria", criterion)
-    return ("prompt_packs", pack, inner)
-
-
-def build_prompt_pack(suite: Suite, experiment: Experiment) -> PromptPack:
-    pack = suite.settings.prompt_packs[experiment.prompt_pack]
-    return PromptPack(
-        pack.criteria, system=pack.system, constants=pack.constants, name=experiment.prompt_pack
-    )
 
 
 def runtime_config(suite: Suite, log_dir: Path) -> RuntimeConfig:
@@ -363,6 +351,7 @@ class SuiteRunner:
         except (OSError, SinkError) as error:
             summary.manifest_written = False
             log.error("the run's end could not be recorded in %s: %s", manifest.path, error)
+        summary.budget = self._budget_state(summary)
         audit.record("run_finished", **summary.outcome.as_dict())
         audit.close()
         return summary
@@ -398,6 +387,21 @@ class SuiteRunner:
             )
             run.reports = self._write_reports(context, experiments, compared, outcome.status)
             run.outcome = outcome
+
+    def _budget_state(self, summary: RunSummary) -> dict[str, Any]:
+        limits = self.suite.settings.budget
+        stopped_by = next(
+            (e.stopped_by for e in summary.experiments if e.stopped_by in _BUDGET_SCOPES), None
+        )
+        return {
+            "suite": {
+                "max_cost": _cost_text(limits.max_cost),
+                "max_rows": limits.max_rows,
+                "cost_used": str(self._suite_used.cost),
+                "rows_used": self._suite_used.rows,
+            },
+            "stopped_by": stopped_by,
+        }
 
     def _open_report_sinks(self) -> dict[str, ReportSink]:
         """Every suite-level sink, opened before any data is read: a bundle's signing key is
@@ -460,7 +464,7 @@ class SuiteRunner:
         }
         if restored:
             context.audit.record("resumed", experiment=experiment.name, answers=len(restored))
-        pack = build_prompt_pack(self.suite, experiment)
+        pack = prompt_pack(self.suite, experiment)
         # What the checkpoint already used: its answers' cost, and the rows it has whole (a row
         # with answers missing starts again, and the stage counts it then).
         spent = sum((a.cost for a in restored.values()), Decimal(0))
@@ -468,10 +472,10 @@ class SuiteRunner:
         whole_rows = sum(n >= len(pack.criteria) * experiment.repeats for n in per_row.values())
         used = self._suite_used
         budgets = (
-            _budget(experiment.budget, "experiment budget", spent, whole_rows),
+            _budget(experiment.budget, EXPERIMENT_BUDGET, spent, whole_rows),
             _budget(
                 self.suite.settings.budget,
-                "suite budget",
+                SUITE_BUDGET,
                 used.cost + spent,
                 used.rows + whole_rows,
             ),
@@ -917,6 +921,11 @@ class _ExperimentRun:
         """Stop asking the model once a row stage failed: the run fails anyway."""
         if self._failure is not None:
             raise self._failure
+
+
+EXPERIMENT_BUDGET: Final = "experiment budget"
+SUITE_BUDGET: Final = "suite budget"
+_BUDGET_SCOPES: Final = (EXPERIMENT_BUDGET, SUITE_BUDGET)
 
 
 @dataclass
