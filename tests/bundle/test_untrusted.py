@@ -3,6 +3,7 @@ holds, stays within its limits, and fails only with BundleVerificationError (fuz
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import os
@@ -20,7 +21,7 @@ from elspeth.bundle import (
     verify_bundle,
 )
 from tests.bundle.conftest import SharedBundles
-from tests.bundle.helpers import entry, hostile
+from tests.bundle.helpers import entry, hostile, members
 
 
 def problems_in(tmp_path: Path, content: bytes, limits: BundleLimits | None = None) -> str:
@@ -172,17 +173,33 @@ def test_a_path_that_is_not_a_readable_file_is_not_a_verification_failure(
 # --- fuzzing ---------------------------------------------------------------------------------
 
 
-def verify_only_fails_cleanly(path: Path, content: bytes, **keys: Path) -> None:
-    """Any outcome but an exception other than BundleVerificationError (a mutation of tar
-    metadata no manifest covers, such as a member's mtime, may still verify)."""
+def verify_only_fails_cleanly(
+    path: Path, content: bytes, original: Path | None = None, **keys: Path
+) -> None:
+    """Hostile bytes either fail with a BundleVerificationError that names every problem, one
+    non-empty line each, or (only for a mutation of ``original`` in metadata no manifest covers,
+    such as a member's mtime or the gzip header) verify as exactly ``original``: the same
+    verdict and the same members, byte for byte. Random bytes never verify."""
     path.write_bytes(content)
+    refused: BundleVerificationError | None = None
     try:
-        verify_bundle(path, **keys)  # type: ignore[arg-type]
+        verified = verify_bundle(path, **keys)  # type: ignore[arg-type]
     except BundleVerificationError as error:
-        problems = error.problems
-    else:
-        problems = ("verified",)
-    assert problems
+        refused = error
+    if refused is not None:
+        assert refused.problems, "refused without naming a problem"
+        text, count = str(refused), len(refused.problems)
+        assert f"bundle failed verification ({count} problem{'s' if count > 1 else ''})" in text
+        for problem in refused.problems:
+            assert isinstance(problem, str), problem
+            assert problem.strip(), f"an empty problem in {refused.problems!r}"
+            assert "\n" not in problem, f"a problem of several lines: {problem!r}"
+            assert f"\n  - {problem}" in text, problem
+        return
+    assert original is not None, f"{len(content)} random bytes verified as a bundle"
+    expected = verify_bundle(original, **keys)  # type: ignore[arg-type]
+    assert dataclasses.replace(verified, path=original) == expected
+    assert members(path) == members(original), "a bundle whose members changed verified"
 
 
 # A per-test list replaces the profile's (tests/conftest.py), so too_slow is named again.
@@ -207,7 +224,10 @@ def test_mutated_compressed_bundles(
     content = bytearray(shared.signed.path.read_bytes())
     mutate(content, data)
     verify_only_fails_cleanly(
-        tmp_path / "mutated.tar.gz", bytes(content), public_key=shared.signer.public
+        tmp_path / "mutated.tar.gz",
+        bytes(content),
+        shared.signed.path,
+        public_key=shared.signer.public,
     )
 
 
@@ -220,7 +240,9 @@ def test_mutated_archives_recompressed(
     # Aim most mutations at tar headers, where the parser's decisions are.
     headers = [i for i in range(0, len(archive), 512) if archive[i : i + 1] not in (b"", b"\0")]
     mutate(archive, data, near=headers)
-    verify_only_fails_cleanly(tmp_path / "recompressed.tar.gz", gzip.compress(bytes(archive)))
+    verify_only_fails_cleanly(
+        tmp_path / "recompressed.tar.gz", gzip.compress(bytes(archive)), shared.signed.path
+    )
 
 
 def mutate(content: bytearray, data: st.DataObject, near: list[int] | None = None) -> None:

@@ -21,6 +21,7 @@ from elspeth.datasources import (
     DatasourceAccessError,
     DatasourceConfig,
     DatasourceEncodingError,
+    DatasourceError,
     DatasourceFormatError,
     DatasourceNotFoundError,
     DatasourceQueryError,
@@ -57,9 +58,11 @@ def write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-def load_error(config: Any, authority: SidecarClient) -> str:
-    with pytest.raises(Exception) as caught:
+def load_error(config: Any, authority: SidecarClient, error: type[DatasourceError]) -> str:
+    """The message of the ``error`` (exactly that class, not a subclass) that loading raises."""
+    with pytest.raises(error) as caught:
         open_datasource(config).load(authority)
+    assert type(caught.value) is error, f"{type(caught.value).__name__}: {caught.value}"
     return str(caught.value)
 
 
@@ -196,7 +199,7 @@ def test_missing_file(tmp_path: Path, authority: SidecarClient) -> None:
         open_datasource(config).preflight()
     assert isinstance(caught.value, ConfigurationError)
     assert str(caught.value) == f"{tmp_path / 'absent.csv'}: no such file; check 'path'"
-    assert load_error(config, authority) == str(caught.value)
+    assert load_error(config, authority, DatasourceNotFoundError) == str(caught.value)
 
 
 def test_directory_instead_of_file(tmp_path: Path, authority: SidecarClient) -> None:
@@ -230,18 +233,25 @@ def test_unreadable_file_names_the_permission_problem(tmp_path: Path) -> None:
 
 
 def test_empty_file(tmp_path: Path, authority: SidecarClient) -> None:
-    message = load_error(csv_source(write(tmp_path / "empty.csv", "")), authority)
+    message = load_error(
+        csv_source(write(tmp_path / "empty.csv", "")), authority, DatasourceFormatError
+    )
     assert message == f"{tmp_path / 'empty.csv'}: is empty (0 bytes)"
 
 
 def test_header_without_rows(tmp_path: Path, authority: SidecarClient) -> None:
-    message = load_error(csv_source(write(tmp_path / "h.csv", "a,b\n")), authority)
+    message = load_error(
+        csv_source(write(tmp_path / "h.csv", "a,b\n")), authority, DatasourceFormatError
+    )
     assert message == f"{tmp_path / 'h.csv'}: has a header (line 1) but no data rows"
 
 
 def test_banner_without_header(tmp_path: Path, authority: SidecarClient) -> None:
     path = write(tmp_path / "b.csv", "# classification: OFFICIAL\n")
-    assert load_error(csv_source(path), authority) == f"{path}: has no header line"
+    assert (
+        load_error(csv_source(path), authority, DatasourceFormatError)
+        == f"{path}: has no header line"
+    )
 
 
 def test_wrong_encoding_names_encoding_offset_and_line(
@@ -264,23 +274,23 @@ def test_encoding_error_offset_is_exact_past_the_first_read_block(
     body = "a\n" + "\u00e9\n" * 700_000  # 2 bytes + newline per row: well past 1 MiB
     raw = body.encode("utf-8") + b"\xff\n"
     path = write(tmp_path / "big.csv", raw)
-    message = load_error(csv_source(path), authority)
+    message = load_error(csv_source(path), authority, DatasourceEncodingError)
     assert f"undecodable byte at offset {len(raw) - 2} (line 700002)" in message
 
 
 def test_binary_file_given_as_csv(tmp_path: Path, authority: SidecarClient) -> None:
     pq.write_table(pa.table({"a": [1]}), tmp_path / "data.csv")
-    message = load_error(csv_source(tmp_path / "data.csv"), authority)
+    message = load_error(csv_source(tmp_path / "data.csv"), authority, DatasourceFormatError)
     assert message == f"{tmp_path / 'data.csv'}: is a Parquet file, not CSV; use type 'parquet'"
     path = write(tmp_path / "nul.csv", b"a,b\n1,\x002\n")
-    assert load_error(csv_source(path), authority) == (
+    assert load_error(csv_source(path), authority, DatasourceFormatError) == (
         f"{path}: looks binary (a NUL byte at offset 6), not CSV text in utf-8"
     )
 
 
 def test_ragged_row_names_the_line(tmp_path: Path, authority: SidecarClient) -> None:
     path = write(tmp_path / "ragged.csv", 'a,b\n1,2\n"x\ny",3\n4,5,6\n')
-    assert load_error(csv_source(path), authority) == (
+    assert load_error(csv_source(path), authority, DatasourceFormatError) == (
         f"{path}: line 5 has 3 fields but the header has 2 "
         "(look for an unquoted ',' or a missing field)"
     )
@@ -288,29 +298,29 @@ def test_ragged_row_names_the_line(tmp_path: Path, authority: SidecarClient) -> 
 
 def test_bad_quoting_names_the_line(tmp_path: Path, authority: SidecarClient) -> None:
     path = write(tmp_path / "quotes.csv", 'a,b\n1,2\n"x"y,3\n')
-    message = load_error(csv_source(path), authority)
+    message = load_error(csv_source(path), authority, DatasourceFormatError)
     assert message.startswith(f"{path}: line 3: malformed CSV (")
 
 
 def test_duplicate_header_names(tmp_path: Path, authority: SidecarClient) -> None:
     path = write(tmp_path / "dup.csv", "a,b,a\n1,2,3\n")
-    assert load_error(csv_source(path), authority) == (
+    assert load_error(csv_source(path), authority, DatasourceFormatError) == (
         f"{path}: header (line 1): column name(s) 'a' appear more than once"
     )
 
 
 def test_schema_mismatch_names_the_column(tmp_path: Path, authority: SidecarClient) -> None:
     path = write(tmp_path / "people.csv", "id,name,score\n1,Ann,0.5\nx2,Bob,1\n")
-    assert load_error(csv_source(path, columns=PEOPLE), authority) == (
+    assert load_error(csv_source(path, columns=PEOPLE), authority, DatasourceSchemaError) == (
         f"{path}: column 'id' is declared integer, but line 3 holds text that is not a "
         "64-bit integer"
     )
     missing = {**PEOPLE, "age": ColumnType.INTEGER}
-    assert load_error(csv_source(path, columns=missing), authority) == (
+    assert load_error(csv_source(path, columns=missing), authority, DatasourceSchemaError) == (
         f"{path}: declared column(s) 'age' not found; the data has 'id', 'name', 'score'"
     )
     partial = {"id": ColumnType.STRING}
-    assert load_error(csv_source(path, columns=partial), authority) == (
+    assert load_error(csv_source(path, columns=partial), authority, DatasourceSchemaError) == (
         f"{path}: column(s) 'name', 'score' not declared in 'columns'; declare them or set "
         "extra_columns to 'drop' or 'keep'"
     )
@@ -324,7 +334,7 @@ def test_typed_schema_mismatch_names_the_column_and_line(
     path = write(tmp_path / "p.jsonl", '{"id": 1, "ok": true}\n{"id": "two", "ok": false}\n')
     columns = {"id": ColumnType.INTEGER, "ok": ColumnType.BOOLEAN}
     config = JsonlDatasourceConfig(path=path, columns=columns, **LEVELS)
-    assert load_error(config, authority) == (
+    assert load_error(config, authority, DatasourceSchemaError) == (
         f"{path}: column 'id' is declared integer, but line 2 holds a str value"
     )
 
@@ -332,13 +342,13 @@ def test_typed_schema_mismatch_names_the_column_and_line(
 def test_bad_json_line(tmp_path: Path, authority: SidecarClient) -> None:
     path = write(tmp_path / "bad.jsonl", '{"a": 1}\n{"a": 2,}\n')
     config = JsonlDatasourceConfig(path=path, **LEVELS)
-    assert load_error(config, authority) == (
+    assert load_error(config, authority, DatasourceFormatError) == (
         f"{path}: line 2: not valid JSON (Expecting property name enclosed in double quotes "
         "at column 9)"
     )
     path = write(tmp_path / "list.jsonl", '{"a": 1}\n[1, 2]\n')
     config = JsonlDatasourceConfig(path=path, **LEVELS)
-    assert load_error(config, authority) == (
+    assert load_error(config, authority, DatasourceFormatError) == (
         f"{path}: line 2: a JSON list where an object was expected"
     )
 
@@ -366,7 +376,7 @@ def test_parquet_type_mismatch_names_the_column_and_row(
     config = ParquetDatasourceConfig(
         path=tmp_path / "t.parquet", columns={"id": ColumnType.INTEGER}, **LEVELS
     )
-    assert load_error(config, authority) == (
+    assert load_error(config, authority, DatasourceSchemaError) == (
         f"{tmp_path / 't.parquet'}: column 'id' is declared integer, but row 1 holds a str value"
     )
 
@@ -403,7 +413,7 @@ def test_file_marked_above_the_declared_classification_is_refused(
 
 def test_unknown_banner_level(tmp_path: Path, authority: SidecarClient) -> None:
     path = write(tmp_path / "u.csv", "# classification: COSMIC\na\n1\n")
-    assert load_error(csv_source(path), authority) == (
+    assert load_error(csv_source(path), authority, DatasourceFormatError) == (
         f"{path}: line 1: the classification banner names no known level"
     )
 
@@ -420,11 +430,14 @@ def test_sql_errors_name_the_problem(tmp_path: Path, authority: SidecarClient) -
         f"SQL source {url}: the query failed (OperationalError: no such column: nope)"
     )
     no_table = SqlDatasourceConfig(url=url, table="absent", **LEVELS)
-    assert load_error(no_table, authority).startswith(
+    assert load_error(no_table, authority, DatasourceQueryError).startswith(
         f"SQL source {url}: the read of table 'absent' failed ("
     )
     empty = SqlDatasourceConfig(url=url, query="select * from people where 0", **LEVELS)
-    assert load_error(empty, authority) == f"SQL source {url}: the query returned no rows"
+    assert (
+        load_error(empty, authority, DatasourceQueryError)
+        == f"SQL source {url}: the query returned no rows"
+    )
 
 
 def test_sql_password_never_appears(authority: SidecarClient) -> None:

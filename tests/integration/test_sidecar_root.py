@@ -14,7 +14,9 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,8 @@ from typing import Any
 import pytest
 
 from tests.integration._daemon import KEY_SIZE, DaemonHandle, daemon_as_sidecar
-from tests.integration._processes import run_json_as
-from tests.integration._provision import write_private_file
+from tests.integration._processes import BASE_ENVIRONMENT, run_json_as, stop_process, wait_for
+from tests.integration._provision import make_directory, write_private_file
 from tests.integration._tier import Tier
 
 pytestmark = [pytest.mark.root, pytest.mark.integration]
@@ -232,3 +234,86 @@ def test_the_hmac_alone_refuses_appuser_with_a_wrong_key(
     assert after["bad_macs"] - before["bad_macs"] == 1
     assert after["refusals"].get("bad_mac", 0) - before["refusals"].get("bad_mac", 0) == 1
     assert os.stat(wrong).st_uid == root_tier.users["appuser"].uid
+
+
+# --- who owns the session key ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def daemon_with_key_owned_by(
+    tier: Tier, owner: str | None, name: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path, Path]]:
+    """Start the daemon as ``sidecar`` on a session key (0640, group ``sidecar``) owned by
+    ``owner`` (root when ``None``); yields the process, the key path and the log path."""
+    sidecar = tier.users["sidecar"]
+    run_dir = tier.home / f"{name}-run"
+    state_dir = tier.home / f"{name}-state"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    make_directory(run_dir, 0o750, sidecar)
+    make_directory(state_dir, 0o700, sidecar)
+    account = None if owner is None else tier.users[owner]
+    key = write_private_file(run_dir / ".session", secrets.token_bytes(KEY_SIZE), 0o640, account)
+    os.chown(key, -1, sidecar.gid)
+    config = tier.home / "daemons" / f"{name}.toml"
+    settings = {
+        "mode": "sidecar",
+        "socket_path": str(run_dir / "auth.sock"),
+        "session_key_path": str(key),
+        "checkpoint_key_path": str(state_dir / "checkpoint.key"),
+        "audit_log_path": str(state_dir / "audit.jsonl"),
+        "allowed_users": ["appuser"],
+        "socket_group": "sidecar",
+        "log_format": "json",
+    }
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
+    config.chmod(0o644)
+    log_path = tier.home / "daemons" / f"{name}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(tier.python), "-I", "-m", "elspeth.sidecar", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd="/",
+            env=dict(BASE_ENVIRONMENT),
+            close_fds=True,
+            start_new_session=True,
+            **sidecar.process_options(),
+        )
+    try:
+        yield process, key, log_path
+    finally:
+        stop_process(process)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_a_session_key_owned_by_another_user_is_refused(root_tier: Tier) -> None:
+    """``appplugin:sidecar`` 0640 passes every mode check, but its owner could chmod it or
+    swap the key: the daemon (``sidecar``) refuses it, naming the path, the owner and the fix."""
+    with daemon_with_key_owned_by(root_tier, "appplugin", "foreign-key") as (process, key, log):
+        status = process.wait(timeout=15)
+        text = log.read_text("utf-8", "replace")
+    appplugin, sidecar = root_tier.users["appplugin"], root_tier.users["sidecar"]
+    assert status == 1, text
+    assert f"session key file {key} is owned by uid {appplugin.uid} (appplugin)" in text
+    assert f"uid {sidecar.uid} (sidecar) or uid 0" in text
+    assert f"chown sidecar {key}" in text
+
+
+@pytest.mark.parametrize("owner", ["sidecar", None], ids=["sidecar", "root"])
+def test_a_session_key_owned_by_the_daemon_user_or_root_is_accepted(
+    root_tier: Tier, owner: str | None
+) -> None:
+    name = f"owned-by-{owner or 'root'}"
+    with daemon_with_key_owned_by(root_tier, owner, name) as (process, key, log):
+        wait_for(
+            lambda: process.poll() is not None or b"listening on" in log.read_bytes(),
+            20.0,
+            f"the {name} daemon to listen",
+        )
+        assert process.poll() is None, log.read_text("utf-8", "replace")
+        handle = DaemonHandle(key.parent / "auth.sock", key, log, process)
+        (outcome,) = probe(root_tier, "appuser", _health(handle))
+        assert outcome["ok"]["status"] == "ok"
+        assert os.stat(key).st_uid == (0 if owner is None else root_tier.users[owner].uid)
+        assert stop_process(process) == 0

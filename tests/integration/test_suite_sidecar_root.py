@@ -64,7 +64,6 @@ CHUNK_ROWS = 4
 ROW_TEXT = "was not collected"
 #: In every answer of the loopback server.
 ANSWER_TEXT = "loopback answer"
-STANDALONE_CEILING = "a standalone daemon refuses levels above OFFICIAL_SENSITIVE"
 WORKER_LOG = re.compile(r"worker-\d+-(?P<pgid>\d+)-(?P<level>[A-Z_]+)\.stderr\.log")
 
 
@@ -388,7 +387,7 @@ def test_secret_suite_runs_end_to_end_in_sidecar_mode(
         assert (worker.seccomp, worker.no_new_privs) == ("2", "1"), worker
 
 
-def test_the_same_secret_suite_in_standalone_mode_is_refused_by_its_daemon(
+def test_the_same_secret_suite_in_standalone_mode_is_refused_before_reading(
     root_tier: Tier, secret_suite_for: Callable[[str], tuple[SuiteFiles, OpenAIServer]]
 ) -> None:
     suite, server = secret_suite_for("standalone")
@@ -400,12 +399,16 @@ def test_the_same_secret_suite_in_standalone_mode_is_refused_by_its_daemon(
 
     assert run.result.code == 3, run.result.output
     assert "STANDALONE MODE" in run.result.stdout
-    assert f"{STANDALONE_CEILING}; SECRET needs the privilege-separated" in run.result.stderr
-    # The plan passed (everything is SECRET): the refusal came back from the daemon.
+    # The plan passed (everything is SECRET, every clearance too): the runner refuses the
+    # standalone ceiling before the daemon is asked for anything. The daemon's own refusal
+    # of the same levels is tested against it directly (tests/sidecar/test_operations.py).
+    assert "standalone mode refuses levels above OFFICIAL_SENSITIVE" in run.result.stderr
+    assert "run it with the deployed sidecar (sidecar: {mode: sidecar}) instead" in (
+        run.result.stderr
+    )
     reported = json.loads(summary.read_text("utf-8"))
-    assert reported["exit_code"] == 3
-    assert reported["reason"].startswith("RequestRefusedError: sidecar refused (level_refused")
-    assert STANDALONE_CEILING in reported["reason"]
+    assert (reported["exit_code"], reported["status"]) == (3, "refused")
+    assert reported["reason"].startswith("StandaloneCeilingError: standalone mode refuses")
     assert server.stats.request_count == 0
     run_dir = suite.only_run_dir()
     events = audit_events(run_dir)

@@ -59,6 +59,76 @@ def test_captured_request_replayed_on_the_same_connection_is_refused(
     assert raw.closed_by_peer()
 
 
+# docs/sidecar-protocol.md: ``seq`` is 1 for the first request on a connection, then +1 each
+# time; an authentic request with a stale or skipped ``seq`` is a replay, and the connection is
+# closed. So after ``last`` only ``last + 1`` is accepted: ``last`` (a repeat) and anything past
+# ``last + 1`` (a skip, small or huge) are refused before the operation runs.
+@pytest.mark.parametrize(
+    ("accepted", "offset"),
+    [
+        (0, 0),  # the first request may not be seq 0
+        (0, 2),  # nor skip seq 1
+        (3, 0),  # last again
+        (3, 2),  # last + 2
+        (3, 3),  # last + 3
+        (3, 2**40),  # a huge jump
+        (3, 2**63 - 1 - 3),  # the largest seq the envelope allows
+    ],
+    ids=["first-0", "first-2", "last", "last+2", "last+3", "last+2^40", "seq-2^63-1"],
+)
+def test_a_sequence_number_that_does_not_advance_by_exactly_one_is_refused(
+    daemon: StandaloneDaemon,
+    session_key: bytes,
+    client: SidecarClient,
+    accepted: int,
+    offset: int,
+) -> None:
+    connection = RawConnection(daemon.socket_path, session_key)
+    try:
+        # last + 1 is accepted, every time.
+        for expected in range(1, accepted + 1):
+            reply = connection.call("health", {})
+            assert (reply.status, reply.seq) == ("ok", expected)
+        last = accepted
+        seq = last + offset
+        issued = _counters(client)["grants_issued"]
+        connection.send(
+            connection.request_bytes(
+                "authorize_construct", {"level": 1, "digest": DIGEST_A}, seq=seq
+            )
+        )
+        reply = connection.reply()
+        assert (reply.status, reply.seq, reply.body["code"]) == ("error", seq, "replay")
+        assert reply.body["message"].startswith(f"sequence number {seq} where {last + 1} was due")
+        assert connection.closed_by_peer()
+        # Refused before the operation ran: no grant was issued for it.
+        assert _counters(client)["grants_issued"] == issued
+    finally:
+        connection.close()
+
+
+def test_each_sequence_number_one_past_the_last_is_accepted_and_runs(
+    daemon: StandaloneDaemon, session_key: bytes, client: SidecarClient
+) -> None:
+    """The accepted edge (last + 1), with an operation that changes state: each one runs."""
+    connection = RawConnection(daemon.socket_path, session_key)
+    try:
+        issued = _counters(client)["grants_issued"]
+        for seq in (1, 2, 3):
+            connection.send(
+                connection.request_bytes(
+                    "authorize_construct", {"level": 1, "digest": DIGEST_A}, seq=seq
+                )
+            )
+            reply = connection.reply()
+            assert (reply.status, reply.seq) == ("ok", seq)
+        assert _counters(client)["grants_issued"] == issued + 3  # type: ignore[operator]
+        connection.send(connection.request_bytes("health", {}, seq=4))
+        assert connection.reply().status == "ok"  # the connection is still open
+    finally:
+        connection.close()
+
+
 def test_captured_request_replayed_on_a_new_connection_is_refused(
     daemon: StandaloneDaemon, session_key: bytes, client: SidecarClient
 ) -> None:
@@ -208,26 +278,46 @@ def test_a_stalled_client_does_not_block_others(
         assert time.monotonic() - started < 5
 
 
+IDLE_TIMEOUT = 0.3
+
+
+def _wait_for_eof(sock: socket.socket, deadline: float) -> bytes | None:
+    """What the first recv that does not time out returns before ``deadline``; None if none."""
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(min(left, 0.05))
+        try:
+            return sock.recv(1, socket.MSG_PEEK)
+        except TimeoutError:
+            continue
+    return None
+
+
 def test_idle_connections_are_closed_and_the_client_reconnects(
     fresh_daemon: Callable[..., StandaloneDaemon],
 ) -> None:
-    daemon = fresh_daemon(idle_timeout_seconds=0.2)
+    daemon = fresh_daemon(idle_timeout_seconds=IDLE_TIMEOUT)
     with daemon.connect() as client:
         boot_id = client.boot_id
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if "idle_timeout" in _peek_drops(daemon):
-                break
-        # The daemon closed our idle connection; the next call reconnects transparently.
-        assert client.health()["status"] == "ok"
+        first = client.health()["counters"]
+        assert first["dropped_connections"].get("idle_timeout", 0) == 0
+        # A second connection, opened after the client's last request, that sends nothing. Both
+        # are idle from here; the client's has been idle for longer, so it goes no later.
+        opened = time.monotonic()
+        idle = RawConnection(daemon.socket_path, daemon.session_key_path.read_bytes())
+        assert _wait_for_eof(idle.sock, opened + IDLE_TIMEOUT + 10) == b"", (
+            "the daemon did not close an idle connection"
+        )
+        assert time.monotonic() - opened >= IDLE_TIMEOUT, "closed before it was idle"
+        idle.close()
+        # The client's own socket is closed by the daemon too: it reads end-of-file.
+        assert client._sock is not None
+        assert _wait_for_eof(client._sock, time.monotonic() + 5) == b""
+        # The next call notices, reconnects transparently, and reaches the same daemon.
+        counters = client.health()["counters"]
         assert client.boot_id == boot_id
-
-
-def _peek_drops(daemon: StandaloneDaemon) -> dict[str, int]:
-    with daemon.connect() as probe:
-        drops: dict[str, int] = probe.health()["counters"]["dropped_connections"]
-        return drops
+        assert counters["dropped_connections"]["idle_timeout"] >= 2
+        assert counters["connections_total"] >= first["connections_total"] + 2
+        assert counters["connections_open"] == 1
 
 
 def test_connection_limit(fresh_daemon: Callable[..., StandaloneDaemon]) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from elspeth.sidecar import SidecarClient, main
+from elspeth.sidecar import KeyFileError, SidecarClient, main
 from tests.sidecar.conftest import run_daemon, start_daemon, write_config
 
 pytestmark = pytest.mark.integration
@@ -120,3 +123,69 @@ def test_main_reports_config_errors_in_process(
     config.write_text("max_connections = -5\n")
     assert main(["--config", str(config)]) == 2
     assert "'max_connections'" in capsys.readouterr().err
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path, 0o640)
+
+
+def _directory(path: Path) -> None:
+    path.mkdir(mode=0o750)
+
+
+def _symlink(path: Path) -> None:
+    target = path.with_name("real-key")
+    target.write_bytes(os.urandom(32))
+    target.chmod(0o640)
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [(_fifo, "is a FIFO"), (_directory, "is a directory"), (_symlink, "is a symlink")],
+    ids=["fifo", "directory", "symlink"],
+)
+@pytest.mark.parametrize("which", [".session", "checkpoint.key"])
+def test_non_regular_key_file_is_refused_promptly(
+    tmp_path: Path, make: Callable[[Path], None], expected: str, which: str
+) -> None:
+    # A FIFO used to hang the daemon in open() (waiting for a writer) with no message; now it
+    # is opened non-blocking and refused on its fstat. The deadline turns a hang into a failure.
+    directory = tmp_path / "d"
+    config = write_config(directory)
+    key = directory / which
+    make(key)
+    result = run_daemon(config, timeout=10.0)
+    assert result.returncode == 1
+    assert f"{key} {expected}" in result.stderr
+    assert "cannot start" in result.stderr
+
+
+def test_client_refuses_a_fifo_session_key_promptly(tmp_path: Path) -> None:
+    key = tmp_path / ".session"
+    os.mkfifo(key, 0o640)
+    done = threading.Event()
+
+    def unblock() -> None:
+        # Should the client block in open() (waiting for a writer), be that writer after the
+        # deadline, so the test fails instead of hanging.
+        if done.wait(5.0):
+            return
+        while not done.is_set():
+            try:
+                os.close(os.open(key, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                time.sleep(0.05)
+            else:
+                return
+
+    watchdog = threading.Thread(target=unblock, daemon=True)
+    watchdog.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyFileError, match=f"{key} is a FIFO"):
+            SidecarClient.wait_until_ready(tmp_path / "auth.sock", key, timeout=5.0)
+    finally:
+        done.set()
+        watchdog.join()
+    assert time.monotonic() - started < 3.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import cbor2
@@ -14,6 +15,7 @@ from elspeth.sidecar._engine import Refusal, SealEngine
 from elspeth.sidecar._keys import (
     CHECKPOINT_KEY_POLICY,
     SESSION_KEY_POLICY,
+    check_key_file_status,
     load_or_create_key,
     read_key_file,
 )
@@ -177,6 +179,12 @@ def test_engine_grant_ids_are_bound_to_the_construction_token() -> None:
     with pytest.raises(Refusal) as caught:
         second.redeem_grant({"grant_id": grant["grant_id"]})
     assert caught.value.code is ErrorCode.UNKNOWN_GRANT
+
+
+def _construct(engine: SealEngine, level: SecurityLevel, digest: bytes) -> dict[str, object]:
+    grant, _ = engine.authorize_construct({"level": level.rank, "digest": digest})
+    certificate, _ = engine.redeem_grant({"grant_id": grant["grant_id"]})
+    return certificate
 
 
 def test_engine_wipe_zeroes_every_key() -> None:
@@ -344,3 +352,67 @@ def test_undecodable_arguments_refuse_the_request_but_keep_the_connection() -> N
     outcome = session.handle(cbor.dumps(envelope))
     assert outcome.audit.fields["code"] == "bad_request"
     assert not outcome.close
+
+
+def _status(*, mode: int, uid: int) -> os.stat_result:
+    return os.stat_result((mode, 1, 1, 1, uid, 0, 32, 0, 0, 0))
+
+
+def test_key_owner_must_be_the_daemons_user_or_root(tmp_path: Path) -> None:
+    path = tmp_path / ".session"
+    owners = frozenset({4242, 0})
+    regular = stat.S_IFREG | 0o640
+    for uid in (4242, 0):
+        check_key_file_status(path, _status(mode=regular, uid=uid), SESSION_KEY_POLICY, owners)
+    with pytest.raises(KeyFileError) as caught:
+        check_key_file_status(path, _status(mode=regular, uid=4343), SESSION_KEY_POLICY, owners)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "owned by uid 4343" in message
+    assert "must be owned by the daemon's user or root (uid 4242" in message
+    assert "uid 0" in message
+    # The client passes no owners: it reads a key the daemon's user owns.
+    check_key_file_status(path, _status(mode=regular, uid=4343), SESSION_KEY_POLICY, None)
+    # The mode check still applies to a well-owned key.
+    with pytest.raises(KeyFileError, match=f"chmod 0640 {path}"):
+        check_key_file_status(
+            path, _status(mode=stat.S_IFREG | 0o644, uid=4242), SESSION_KEY_POLICY, owners
+        )
+
+
+@pytest.mark.parametrize(
+    ("file_type", "kind"),
+    [
+        (stat.S_IFIFO, "a FIFO"),
+        (stat.S_IFDIR, "a directory"),
+        (stat.S_IFSOCK, "a socket"),
+        (stat.S_IFCHR, "a character device"),
+        (stat.S_IFLNK, "a symlink"),
+    ],
+)
+def test_non_regular_key_status_names_what_it_is(file_type: int, kind: str) -> None:
+    path = Path("/run/sidecar/.session")
+    with pytest.raises(KeyFileError, match=f"{path} is {kind}"):
+        check_key_file_status(
+            path, _status(mode=file_type | 0o640, uid=0), SESSION_KEY_POLICY, frozenset({0})
+        )
+
+
+def test_key_files_open_without_blocking_or_following(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o640)
+    with pytest.raises(KeyFileError, match=f"{fifo} is a FIFO"):
+        read_key_file(fifo, SESSION_KEY_POLICY)
+    folder = tmp_path / "dir"
+    folder.mkdir(mode=0o750)
+    with pytest.raises(KeyFileError, match=f"{folder} is a directory"):
+        read_key_file(folder, SESSION_KEY_POLICY)
+    link = tmp_path / "link"
+    link.symlink_to(fifo)
+    with pytest.raises(KeyFileError, match=f"{link} is a symlink"):
+        read_key_file(link, SESSION_KEY_POLICY)
+    own = _key_file(tmp_path / "own", KEY, 0o640)
+    mine = frozenset({os.geteuid(), 0})
+    assert bytes(read_key_file(own, SESSION_KEY_POLICY, owners=mine)) == KEY
+    with pytest.raises(KeyFileError, match=f"owned by uid {os.geteuid()}"):
+        read_key_file(own, SESSION_KEY_POLICY, owners=frozenset({os.geteuid() + 1}))

@@ -23,6 +23,7 @@ from elspeth.sidecar._errors import KeyFileError, SidecarConfigError
 from elspeth.sidecar._keys import (
     CHECKPOINT_KEY_POLICY,
     SESSION_KEY_POLICY,
+    daemon_key_owners,
     harden_process,
     load_or_create_key,
     lock_in_memory,
@@ -81,11 +82,14 @@ def run(config: SidecarConfig) -> int:
     harden_process()
     allowed_uids = resolve_allowed_uids(config, lambda name: pwd.getpwnam(name).pw_uid)
     prepare_socket_directory(config.socket_path, config.socket_group)
+    owners = daemon_key_owners()
     session_key = load_or_create_key(
-        config.session_key_path, SESSION_KEY_POLICY, group=config.socket_group
+        config.session_key_path, SESSION_KEY_POLICY, group=config.socket_group, owners=owners
     )
     session_mac = MacKey(session_key)
-    checkpoint_key = load_or_create_key(config.checkpoint_key_path, CHECKPOINT_KEY_POLICY)
+    checkpoint_key = load_or_create_key(
+        config.checkpoint_key_path, CHECKPOINT_KEY_POLICY, owners=owners
+    )
     engine = SealEngine(
         checkpoint_key=checkpoint_key,
         mode=config.mode,

@@ -1,8 +1,10 @@
 """Key files and process hardening.
 
-Key files hold exactly 32 raw bytes. They are opened without following symlinks and checked on
-the open descriptor (no window between check and read), and refused when their mode lets the
-wrong users at them, with a message saying which ``chmod`` fixes it. Keys come back as
+Key files hold exactly 32 raw bytes. They are opened without following symlinks and without
+blocking (a FIFO is refused, not waited on) and checked on the open descriptor (no window between
+check and read): anything but a regular file is refused, a daemon's key must be owned by the
+daemon's user or root, and a mode that lets the wrong users at it is refused with a message
+saying which ``chmod`` fixes it. Keys come back as
 bytearrays so their owner can zero them.
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import grp
 import logging
 import os
+import pwd
 import resource
 import secrets
 import stat
@@ -53,27 +57,104 @@ CHECKPOINT_KEY_POLICY: Final = KeyFilePolicy(
 )
 
 
-def read_key_file(path: Path, policy: KeyFilePolicy) -> bytearray:
-    """Read a 32-byte key, refusing wrong sizes, non-regular files and permissive modes."""
+_FILE_KINDS: Final = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISLNK, "a symlink"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages: ``"a FIFO (named pipe)"``, ``"a directory"``..."""
+    for test, kind in _FILE_KINDS:
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _user_name(uid: int) -> str:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_key_file_status(
+    path: Path, info: os.stat_result, policy: KeyFilePolicy, owners: frozenset[int] | None
+) -> None:
+    """Refuse a key file that is not a regular file, has the wrong owner, or a loose mode.
+
+    ``info`` is ``fstat`` of the opened descriptor. ``owners`` are the uids allowed to own the
+    file (the daemon's own uid and root); ``None`` skips the owner check (the client, which
+    reads a key the daemon's user owns).
+    """
+    if not stat.S_ISREG(info.st_mode):
+        raise KeyFileError(
+            f"{policy.description} file {path} is {file_kind(info.st_mode)}, not a regular "
+            f"file; replace it with a regular file of exactly {KEY_SIZE} raw bytes"
+        )
+    if owners is not None and info.st_uid not in owners:
+        allowed = " or ".join(_user_name(uid) for uid in sorted(owners, reverse=True))
+        owner = str(max(owners))
+        with contextlib.suppress(KeyError):
+            owner = pwd.getpwuid(max(owners)).pw_name
+        raise KeyFileError(
+            f"{policy.description} file {path} is owned by {_user_name(info.st_uid)}; it must "
+            f"be owned by the daemon's user or root ({allowed}), since its owner can change "
+            f"its mode and replace the key; fix with: chown {owner} {path}"
+        )
+    if info.st_mode & policy.forbidden_bits:
+        raise KeyFileError(
+            f"{policy.description} file {path} has mode {stat.S_IMODE(info.st_mode):04o}, "
+            f"which lets the wrong users read or change it; fix with: "
+            f"chmod {policy.fix_mode} {path}"
+        )
+
+
+def daemon_key_owners() -> frozenset[int]:
+    """Who may own the daemon's key files: the daemon's own (effective) user, and root."""
+    return frozenset({os.geteuid(), 0})
+
+
+def _open_key_file(path: Path, policy: KeyFilePolicy) -> int:
+    # O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; the fstat check
+    # below refuses it. O_NOFOLLOW: a symlink at the path fails with ELOOP.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+    try:
+        return os.open(path, flags)
     except FileNotFoundError:
         raise KeyFileError(f"{policy.description} file {path} does not exist") from None
     except OSError as exc:
-        raise KeyFileError(
-            f"{policy.description} file {path} cannot be opened ({exc.strerror}); it must be a "
-            "regular file (not a symlink) readable by this user"
-        ) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise KeyFileError(f"{policy.description} file {path} is not a regular file")
-        if info.st_mode & policy.forbidden_bits:
+        if exc.errno == errno.ELOOP:
             raise KeyFileError(
-                f"{policy.description} file {path} has mode {stat.S_IMODE(info.st_mode):04o}, "
-                f"which lets the wrong users read or change it; fix with: "
-                f"chmod {policy.fix_mode} {path}"
-            )
+                f"{policy.description} file {path} is a symlink; key files are never followed "
+                f"through symlinks: put the regular file itself at {path}"
+            ) from None
+        kind = ""
+        with contextlib.suppress(OSError):
+            mode = os.lstat(path).st_mode
+            if not stat.S_ISREG(mode):
+                kind = f" it is {file_kind(mode)};"
+        raise KeyFileError(
+            f"{policy.description} file {path} cannot be opened ({exc.strerror});{kind} it must "
+            "be a regular file (not a symlink) readable by this user"
+        ) from None
+
+
+def read_key_file(
+    path: Path, policy: KeyFilePolicy, *, owners: frozenset[int] | None = None
+) -> bytearray:
+    """Read a 32-byte key, refusing wrong sizes, non-regular files, owners and loose modes.
+
+    The file is opened without following symlinks and without blocking (a FIFO at the path
+    is refused, not waited on), and every check is made on the opened descriptor.
+    """
+    fd = _open_key_file(path, policy)
+    try:
+        check_key_file_status(path, os.fstat(fd), policy, owners)
         key = bytearray(KEY_SIZE + 1)
         view = memoryview(key)
         filled = 0
@@ -121,7 +202,9 @@ def create_key_file(path: Path, policy: KeyFilePolicy, *, group: str = "") -> by
     return key
 
 
-def load_or_create_key(path: Path, policy: KeyFilePolicy, *, group: str = "") -> bytearray:
+def load_or_create_key(
+    path: Path, policy: KeyFilePolicy, *, group: str = "", owners: frozenset[int] | None = None
+) -> bytearray:
     """The key at ``path``; if the file is absent, a new one created there (and said so)."""
     if not os.path.lexists(path):
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -130,7 +213,7 @@ def load_or_create_key(path: Path, policy: KeyFilePolicy, *, group: str = "") ->
             "created a new %s file %s (mode %s)", policy.description, path, policy.fix_mode
         )
         return key
-    return read_key_file(path, policy)
+    return read_key_file(path, policy, owners=owners)
 
 
 def group_id(name: str) -> int | None:
