@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from elspeth.sidecar import start_standalone_daemon
 from tests.suite.conftest import (
     CliResult,
     MakeSuite,
@@ -194,4 +195,26 @@ def test_an_unusable_directory_is_one_line_and_exit_2(make_suite: MakeSuite, opt
     assert len(lines) == 1, result.stderr
     assert str(blocker / "sub") in lines[0]
     assert "Not a directory" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_session_key_beside_a_live_daemon_is_exit_2_naming_it(
+    make_suite: MakeSuite, tmp_path: Path
+) -> None:
+    suite = make_suite(None, rows=3)
+    missing = tmp_path / "no-such-session-key"
+    with start_standalone_daemon(state_dir=tmp_path / "daemon-state") as daemon:
+        suite.settings["sidecar"] = {
+            "mode": "sidecar",
+            "socket_path": str(daemon.socket_path),
+            "session_key_path": str(missing),
+            "ready_timeout_seconds": 1,
+        }
+        result = run_cli_subprocess(*suite.args())
+
+    assert result.code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("elspeth:")]
+    assert len(lines) == 1, result.stderr
+    assert str(missing) in lines[0]
+    assert "does not exist" in lines[0]
     assert "Traceback" not in result.stderr

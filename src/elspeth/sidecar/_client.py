@@ -150,6 +150,12 @@ class SidecarClient(SealAuthority):
                 if isinstance(exc, KeyFileError) and Path(session_key_path).exists():
                     raise
                 if time.monotonic() >= deadline:
+                    if isinstance(exc, KeyFileError) and Path(socket_path).exists():
+                        # The daemon is there and the key never came: the path is wrong.
+                        raise KeyFileError(
+                            f"{exc} (the daemon's socket {socket_path} is there: is "
+                            "session_key_path the daemon's session key?)"
+                        ) from None
                     raise DaemonUnavailableError(
                         f"sidecar daemon at {socket_path} not ready within {timeout:g} s: {exc}"
                     ) from exc
