@@ -61,6 +61,25 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
+def spawn_daemon(
+    python: Path, sidecar: Account, config_path: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """``python -I -m elspeth.sidecar --config CONFIG`` as ``sidecar``, in its own session, with
+    the base environment only; stdout and stderr go to ``log_path``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [str(python), "-I", "-m", "elspeth.sidecar", "--config", str(config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd="/",
+            env=dict(BASE_ENVIRONMENT),
+            close_fds=True,
+            start_new_session=True,
+            **sidecar.process_options(),
+        )
+
+
 @contextlib.contextmanager
 def daemon_as_sidecar(
     *,
@@ -101,18 +120,7 @@ def daemon_as_sidecar(
     config_path.write_text("".join(f"{key} = {_toml(value)}\n" for key, value in config.items()))
     config_path.chmod(0o644)
     log_path = config_dir / f"{name}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(python), "-I", "-m", "elspeth.sidecar", "--config", str(config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            cwd="/",
-            env=dict(BASE_ENVIRONMENT),
-            close_fds=True,
-            start_new_session=True,
-            **sidecar.process_options(),
-        )
+    process = spawn_daemon(python, sidecar, config_path, log_path)
     handle = DaemonHandle(socket_path, key_path, log_path, process)
     try:
         wait_for(

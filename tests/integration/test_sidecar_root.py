@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration._daemon import KEY_SIZE, DaemonHandle, daemon_as_sidecar
-from tests.integration._processes import BASE_ENVIRONMENT, run_json_as, stop_process, wait_for
+from tests.integration._daemon import KEY_SIZE, DaemonHandle, daemon_as_sidecar, spawn_daemon
+from tests.integration._processes import run_json_as, stop_process, wait_for
 from tests.integration._provision import make_directory, write_private_file
 from tests.integration._tier import Tier
 
@@ -268,18 +268,7 @@ def daemon_with_key_owned_by(
     config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
     config.chmod(0o644)
     log_path = tier.home / "daemons" / f"{name}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(tier.python), "-I", "-m", "elspeth.sidecar", "--config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            cwd="/",
-            env=dict(BASE_ENVIRONMENT),
-            close_fds=True,
-            start_new_session=True,
-            **sidecar.process_options(),
-        )
+    process = spawn_daemon(tier.python, sidecar, config, log_path)
     try:
         yield process, key, log_path
     finally:

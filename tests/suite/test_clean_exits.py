@@ -224,15 +224,7 @@ def test_after_kill_9_the_next_run_removes_the_dead_runs_directories_and_no_live
 
     # The next run, to completion (the offline mock model), with the same TMPDIR.
     after = build_suite(tmp_path / "after", None, rows=4)
-    completed = subprocess.run(
-        cli_command(*after.args()),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
+    completed = run_to_completion(after, env)
 
     left = ours(private_tmp)
     assert not any(d in left for d in dead_dirs), completed.stderr
@@ -249,6 +241,20 @@ def test_after_kill_9_the_next_run_removes_the_dead_runs_directories_and_no_live
     assert all(not d.exists() for d in live_dirs), live.stderr()
 
 
+def run_to_completion(suite: SuiteFiles, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI on ``suite`` with ``env``, which must exit 0."""
+    completed = subprocess.run(
+        cli_command(*suite.args()),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed
+
+
 # --- matplotlib's font cache ----------------------------------------------------------------
 
 
@@ -260,15 +266,7 @@ def report_suite(directory: Path) -> SuiteFiles:
 
 
 def run_report(suite: SuiteFiles, env: dict[str, str]) -> Path:
-    completed = subprocess.run(
-        cli_command(*suite.args()),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
+    run_to_completion(suite, env)
     reports = list(suite.only_run_dir().glob("*.html"))
     assert reports
     assert reports[0].stat().st_size > 0
