@@ -365,6 +365,46 @@ def test_stopping_a_service_exits_zero(images: str) -> None:
         container.remove()
 
 
+def test_stopping_a_job_stops_the_run_and_the_container_says_so(
+    images: str, tmp_path: Path
+) -> None:
+    """``podman stop`` reaches the CLI through the orchestrator's wrapper: the run ends
+    ``stopped`` (its workers and the manifest closed), and the container exits 130."""
+    suite = yaml.safe_load((REPO_ROOT / "examples" / "suite-sidecar.yaml").read_text("utf-8"))
+    # One request a second: the run is still asking the model when the stop comes.
+    suite["defaults"]["rate_limits"] = {"requests_per_minute": 60}
+    suite["datasource"]["path"] = "/opt/elspeth/examples/service_requests.csv"
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "slow.yaml").write_text(yaml.safe_dump(suite), "utf-8")
+    for path in (tmp_path, config, config / "slow.yaml"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    output = tmp_path / "output"
+    output.mkdir()
+    os.chown(output, APPUSER_UID, APPUSER_UID)
+    container = Container.start(
+        "elspeth-test-stop-job",
+        [
+            "--env=ORCHESTRATOR_ARGS=--settings /workspace/suite/slow.yaml "
+            "--output-dir /workspace/output",
+            f"--volume={config}:/workspace/suite:ro",
+            f"--volume={output}:/workspace/output",
+        ],
+    )
+    try:
+        wait_for(lambda: any(output.glob("*/checkpoint-*.jsonl")), "the job to ask the model")
+        assert podman("stop", "--time=30", container.name).returncode == 0
+        wait_for(lambda: container.status() == "exited", "the container to exit")
+        exit_code = podman("inspect", "--format={{.State.ExitCode}}", container.name).stdout
+        logs = podman("logs", container.name)
+    finally:
+        container.remove()
+    assert exit_code.strip() == "130", logs.stdout[-3000:] + logs.stderr[-3000:]
+    (manifest_path,) = output.glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text("utf-8"))
+    assert (manifest["status"], manifest["reason"]) == ("stopped", "interrupted")
+
+
 def test_a_restarted_container_keeps_its_session_key(images: str) -> None:
     container = Container.start("elspeth-test-restart", [])
     try:

@@ -19,6 +19,38 @@ from typing import Any, Final
 
 _encode_fields: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
+MAX_FIELD_CHARS: Final = 512
+"""Longest text value (or byte string, as hex) an audit field keeps; the rest is cut, marked."""
+MAX_FIELD_ITEMS: Final = 64
+"""Most list items an audit field keeps; a marker item says how many more there were."""
+
+
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str):
+        if len(value) <= MAX_FIELD_CHARS:
+            return value
+        return f"{value[:MAX_FIELD_CHARS]}...[truncated {len(value) - MAX_FIELD_CHARS} chars]"
+    if isinstance(value, list | tuple):
+        kept = [_bounded(item) for item in value[:MAX_FIELD_ITEMS]]
+        if len(value) > MAX_FIELD_ITEMS:
+            kept.append(f"...[truncated {len(value) - MAX_FIELD_ITEMS} items]")
+        return kept
+    if isinstance(value, dict):
+        return {_bounded(str(k)): _bounded(v) for k, v in list(value.items())[:MAX_FIELD_ITEMS]}
+    if isinstance(value, bytes | bytearray):
+        return _bounded(bytes(value).hex())
+    return value
+
+
+def bounded_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with every text value and list cut to the audit bounds (a copy only if needed)."""
+    for value in fields.values():
+        if isinstance(value, list | tuple | dict | bytes | bytearray) or (
+            isinstance(value, str) and len(value) > MAX_FIELD_CHARS
+        ):
+            return {str(key)[:MAX_FIELD_CHARS]: _bounded(v) for key, v in fields.items()}
+    return fields
+
 
 @functools.lru_cache(maxsize=64)
 def _json_text(value: str | None) -> str:
@@ -55,7 +87,7 @@ class AuditRecord:
         )
         if not self.fields:
             return head + "}\n"
-        return f"{head},{_encode_fields(self.fields)[1:]}\n"
+        return f"{head},{_encode_fields(bounded_fields(self.fields))[1:]}\n"
 
 
 class AuditLog:
@@ -80,6 +112,16 @@ class AuditLog:
         self._dirty = True
         if time.monotonic() - self._last_fsync >= self._fsync_interval:
             self.sync()
+
+    def write_event(self, event: str, fields: dict[str, Any]) -> None:
+        """Append one line about the daemon itself (not a request): ``{ts, event, **fields}``."""
+        line = _encode_fields({"ts": time.time(), "event": event, **bounded_fields(fields)})
+        data = (line + "\n").encode("ascii")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._dirty = True
 
     def sync(self) -> None:
         if self._dirty:

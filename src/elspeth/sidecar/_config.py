@@ -45,10 +45,13 @@ class SidecarConfig:
     max_frame_bytes: int = 1_048_576
     max_record_bytes: int = 262_144
     max_connections: int = 64
+    max_connections_per_peer: int = 8
     max_inflight_per_connection: int = 32
     max_batch: int = 4096
     read_timeout_seconds: float = 10.0
     idle_timeout_seconds: float = 600.0
+    first_request_timeout_seconds: float = 5.0
+    refusal_log_interval_seconds: float = 10.0
     log_level: str = "info"
     log_format: str = "json"
     audit_fsync_interval_seconds: float = 1.0
@@ -220,10 +223,13 @@ _KEYS: Final[Mapping[str, Callable[[object], Any]]] = {
     "max_frame_bytes": _int_between(4096, 64 * 1024 * 1024),
     "max_record_bytes": _int_between(64, 64 * 1024 * 1024),
     "max_connections": _int_between(1, 65_536),
+    "max_connections_per_peer": _int_between(1, 65_536),
     "max_inflight_per_connection": _int_between(1, 65_536),
     "max_batch": _int_between(1, 1_000_000),
     "read_timeout_seconds": _seconds_between(0.05, 3600),
     "idle_timeout_seconds": _seconds_between(0.05, 86_400 * 7),
+    "first_request_timeout_seconds": _seconds_between(0.05, 3600),
+    "refusal_log_interval_seconds": _seconds_between(0.05, 86_400),
     "log_level": _one_of(*LOG_LEVELS),
     "log_format": _one_of(*LOG_FORMATS),
     "audit_fsync_interval_seconds": _seconds_between(0, 3600),

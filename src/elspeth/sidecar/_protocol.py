@@ -76,6 +76,14 @@ CONNECTION_FATAL_CODES: Final = frozenset(
 )
 """After an error reply with one of these codes the daemon closes the connection."""
 
+UNAUTHENTICATED_MESSAGES: Final = {
+    ErrorCode.BAD_FRAME: "malformed frame",
+    ErrorCode.BAD_MAC: "request MAC does not verify",
+    ErrorCode.INTERNAL: "internal daemon error",
+}
+"""The only messages a reply to a request whose MAC has not verified may carry: fixed and short,
+so nothing an unauthenticated peer sent is ever echoed back (or into the audit log)."""
+
 
 class ProtocolViolation(Exception):
     """Bytes that are not a valid protocol message; ``code`` is the error code to answer with."""

@@ -4,6 +4,12 @@ One asyncio loop in one thread. Handlers are synchronous and in-memory, so a req
 within one callback; fairness between clients comes from processing at most
 ``max_inflight_per_connection`` requests per connection per loop turn, and from pausing a
 connection's reads while its client is not reading its replies.
+
+Against connection exhaustion: a new connection must complete an authenticated request within
+``first_request_timeout_seconds``; one peer process holds at most ``max_connections_per_peer``
+connections; at ``max_connections`` the oldest connection that has not authenticated is shed to
+admit a new one. Refusals of unauthenticated requests are audited in full only up to a small
+burst per peer and code and interval, then summarised; every one is still counted.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import socket
 import stat
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +43,49 @@ _log = logging.getLogger("elspeth.sidecar")
 
 _PEERCRED: Final = struct.Struct("3i")
 _SHUTDOWN_GRACE_SECONDS: Final = 5.0
+REFUSAL_BURST: Final = 3
+"""Refusals per (code, pid, uid) and interval logged and audited one by one; the rest are
+summarised at the end of the interval (and always counted)."""
+
+
+class _RefusalTally:
+    """Per-interval counts of refusals by (code, pid, uid), for rate-limited logging."""
+
+    __slots__ = ("_interval", "_seen", "_start", "_suppressed")
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._start = time.monotonic()
+        self._seen: Counter[tuple[str, int, int]] = Counter()
+        self._suppressed: dict[tuple[str, int, int], list[int]] = {}
+
+    def note(self, code: str, peer: Peer) -> bool:
+        """Count one refusal; True if it is to be logged (or audited) individually."""
+        key = (code, peer.pid, peer.uid)
+        self._seen[key] += 1
+        return self._seen[key] <= REFUSAL_BURST
+
+    def suppressed(self, code: str, peer: Peer, audit_id: int | None) -> None:
+        entry = self._suppressed.setdefault((code, peer.pid, peer.uid), [0, 0, 0])
+        entry[0] += 1
+        if audit_id is not None:
+            entry[1] = entry[1] or audit_id
+            entry[2] = audit_id
+
+    def due(self, now: float) -> bool:
+        return now - self._start >= self._interval
+
+    def take(self, now: float) -> tuple[float, list[tuple[tuple[str, int, int], int, list[int]]]]:
+        """Summaries of the interval that ends now: (key, refusals, [not individually, first
+        and last audit id not written]) for each key that went over the burst; then reset."""
+        elapsed = now - self._start
+        summaries = [
+            (key, self._seen[key], entry) for key, entry in sorted(self._suppressed.items())
+        ]
+        self._start = now
+        self._seen.clear()
+        self._suppressed.clear()
+        return elapsed, summaries
 
 
 class SocketInUseError(Exception):
@@ -165,6 +215,8 @@ class SidecarServer:
         self._allowed_uids = allowed_uids
         self._limits = Limits(max_batch=config.max_batch, max_record_bytes=config.max_record_bytes)
         self._connections: set[_Connection] = set()
+        self._per_pid: Counter[int] = Counter()
+        self._tally = _RefusalTally(config.refusal_log_interval_seconds)
         self._next_connection_id = 0
         self._stop: asyncio.Event | None = None
         self.failure: str | None = None
@@ -182,17 +234,35 @@ class SidecarServer:
                 _command_of(peer.pid),
             )
             return None
-        if len(self._connections) >= self._config.max_connections:
+        if self._per_pid[peer.pid] >= self._config.max_connections_per_peer:
+            counters.dropped_connections["max_connections_per_peer"] += 1
+            if self._tally.note("max_connections_per_peer", peer):
+                _log.warning(
+                    "refused peer uid=%d pid=%d: it holds %d connections "
+                    "(max_connections_per_peer)",
+                    peer.uid,
+                    peer.pid,
+                    self._per_pid[peer.pid],
+                )
+            else:
+                self._tally.suppressed("max_connections_per_peer", peer, None)
+            return None
+        if len(self._connections) >= self._config.max_connections and not self._shed_for(peer):
             counters.dropped_connections["max_connections"] += 1
-            _log.warning(
-                "refused peer uid=%d pid=%d: %d connections open (max_connections)",
-                peer.uid,
-                peer.pid,
-                len(self._connections),
-            )
+            if self._tally.note("max_connections", peer):
+                _log.warning(
+                    "refused peer uid=%d pid=%d: %d connections open (max_connections), "
+                    "all authenticated",
+                    peer.uid,
+                    peer.pid,
+                    len(self._connections),
+                )
+            else:
+                self._tally.suppressed("max_connections", peer, None)
             return None
         self._next_connection_id += 1
         self._connections.add(connection)
+        self._per_pid[peer.pid] += 1
         counters.connections_total += 1
         counters.connections_open = len(self._connections)
         _log.debug("connection %d from uid=%d pid=%d", self._next_connection_id, peer.uid, peer.pid)
@@ -205,23 +275,122 @@ class SidecarServer:
             peer=peer,
         )
 
+    def _shed_for(self, newcomer: Peer) -> bool:
+        """At the global limit: close the oldest connection not yet authenticated, if any."""
+        candidates = [c for c in self._connections if not c.authenticated]
+        if not candidates:
+            return False
+        oldest = min(candidates, key=lambda c: c.opened)
+        victim = oldest.peer
+        assert victim is not None  # only admitted connections, whose peer is known, are here
+        age = time.monotonic() - oldest.opened
+        _log.warning(
+            "shed connection %d of uid=%d pid=%d (open %.1f s, not authenticated) to admit "
+            "uid=%d pid=%d: %d connections open (max_connections)",
+            oldest.connection_id,
+            victim.uid,
+            victim.pid,
+            age,
+            newcomer.uid,
+            newcomer.pid,
+            len(self._connections),
+        )
+        self.audit_event(
+            "shed",
+            {
+                "conn": oldest.connection_id,
+                "uid": victim.uid,
+                "pid": victim.pid,
+                "age_seconds": round(age, 3),
+                "for_uid": newcomer.uid,
+                "for_pid": newcomer.pid,
+            },
+        )
+        oldest.drop("shed")
+        return True
+
     def dropped(self, connection: _Connection, reason: str) -> None:
         self._engine.counters.dropped_connections[reason] += 1
-        _log.info("dropping connection: %s", reason)
+        peer = connection.peer
+        _log.info(
+            "dropping connection %d of uid=%d pid=%d: %s",
+            connection.connection_id,
+            peer.uid if peer else -1,
+            peer.pid if peer else -1,
+            reason,
+        )
         self.forget(connection)
 
     def forget(self, connection: _Connection) -> None:
-        self._connections.discard(connection)
+        if connection in self._connections:
+            self._connections.discard(connection)
+            if connection.peer is not None:
+                pid = connection.peer.pid
+                self._per_pid[pid] -= 1
+                if self._per_pid[pid] <= 0:
+                    del self._per_pid[pid]
         self._engine.counters.connections_open = len(self._connections)
 
-    def record(self, outcomes: list[Outcome]) -> bool:
-        """Audit before replying; if the audit log fails the daemon stops answering at all."""
+    def record(self, outcomes: list[Outcome], peer: Peer) -> bool:
+        """Audit before replying; if the audit log fails the daemon stops answering at all.
+
+        Unauthenticated refusals beyond the burst are left to the interval's summary line.
+        """
+        records = []
+        for outcome in outcomes:
+            if outcome.unauthenticated:
+                code = str(outcome.audit.fields.get("code"))
+                if not self._tally.note(code, peer):
+                    self._tally.suppressed(code, peer, outcome.audit.audit_id)
+                    continue
+                _log.info(
+                    "refused unauthenticated request from uid=%d pid=%d: %s (audit id %d)",
+                    peer.uid,
+                    peer.pid,
+                    code,
+                    outcome.audit.audit_id,
+                )
+            records.append(outcome.audit)
+        if not records:
+            return True
         try:
-            self._audit.write(outcome.audit for outcome in outcomes)
+            self._audit.write(records)
         except OSError as exc:
             self.fail(f"audit log {self._audit.path} cannot be written: {exc.strerror}")
             return False
         return True
+
+    def audit_event(self, event: str, fields: dict[str, object]) -> None:
+        try:
+            self._audit.write_event(event, dict(fields))
+        except OSError as exc:
+            self.fail(f"audit log {self._audit.path} cannot be written: {exc.strerror}")
+
+    def summarise_refusals(self, now: float) -> None:
+        elapsed, summaries = self._tally.take(now)
+        for (code, pid, uid), total, (not_logged, first_id, last_id) in summaries:
+            _log.warning(
+                "%d refusals of code %s from pid %d (uid %d) in the last %.0f s; %d of them "
+                "not logged individually",
+                total,
+                code,
+                pid,
+                uid,
+                elapsed,
+                not_logged,
+            )
+            fields: dict[str, object] = {
+                "code": code,
+                "pid": pid,
+                "uid": uid,
+                "count": total,
+                "not_logged": not_logged,
+                "interval_seconds": round(elapsed, 3),
+            }
+            if first_id:
+                fields["first_audit_id"] = first_id
+                fields["last_audit_id"] = last_id
+            self.audit_event("refusals", fields)
 
     def fail(self, reason: str) -> None:
         if self.failure is None:
@@ -260,6 +429,7 @@ class SidecarServer:
                 await asyncio.sleep(0.01)
             for connection in list(self._connections):
                 connection.drop("shutdown")
+            self.summarise_refusals(time.monotonic())
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
@@ -267,7 +437,16 @@ class SidecarServer:
     async def _housekeeping(self) -> None:
         """Expire grants, drop stalled and idle connections, fsync the audit log."""
         config = self._config
-        period = max(0.02, min(1.0, config.read_timeout_seconds / 4, config.grant_ttl_seconds / 2))
+        period = max(
+            0.02,
+            min(
+                1.0,
+                config.read_timeout_seconds / 4,
+                config.grant_ttl_seconds / 2,
+                config.first_request_timeout_seconds / 4,
+                config.refusal_log_interval_seconds,
+            ),
+        )
         while True:
             await asyncio.sleep(period)
             if config.parent_pid and os.getppid() != config.parent_pid:
@@ -278,6 +457,8 @@ class SidecarServer:
             self._engine.expire_grants()
             for connection in list(self._connections):
                 connection.check_timeouts(now)
+            if self._tally.due(now):
+                self.summarise_refusals(now)
             try:
                 self._audit.sync()
             except OSError as exc:
@@ -296,6 +477,8 @@ class _Connection(asyncio.Protocol):
         "_session",
         "_transport",
         "_write_paused",
+        "opened",
+        "peer",
     )
 
     def __init__(self, server: SidecarServer, config: SidecarConfig) -> None:
@@ -309,6 +492,17 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._write_paused = False
         self._closing = False
+        self.opened = self._last_activity
+        self.peer: Peer | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether a request on this connection has passed the MAC and sequence checks."""
+        return self._session is not None and self._session.authenticated
+
+    @property
+    def connection_id(self) -> int:
+        return self._session.connection_id if self._session is not None else 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -319,6 +513,7 @@ class _Connection(asyncio.Protocol):
             _log.warning("cannot read peer credentials: %s", exc.strerror)
             transport.abort()
             return
+        self.peer = peer
         self._session = self._server.admit(self, peer)
         if self._session is None:
             transport.abort()
@@ -380,7 +575,7 @@ class _Connection(asyncio.Protocol):
         else:
             more = True
         if outcomes:
-            if not self._server.record(outcomes):
+            if not self._server.record(outcomes, session.peer):
                 self.drop("audit_failure")
                 return
             transport.write(b"".join(outcome.reply for outcome in outcomes))
@@ -424,6 +619,11 @@ class _Connection(asyncio.Protocol):
             and now - self._partial_since > self._config.read_timeout_seconds
         ):
             self.drop("read_timeout")
+        elif (
+            not self.authenticated
+            and now - self.opened > self._config.first_request_timeout_seconds
+        ):
+            self.drop("first_request_timeout")
         elif now - self._last_activity > self._config.idle_timeout_seconds:
             self.drop("idle_timeout")
 

@@ -22,6 +22,7 @@ from elspeth.sidecar._protocol import (
     PROTOCOL_VERSION,
     STATUS_ERROR,
     STATUS_OK,
+    UNAUTHENTICATED_MESSAGES,
     ErrorCode,
     Greeting,
     MacKey,
@@ -55,6 +56,9 @@ class Outcome:
     reply: bytes
     close: bool
     audit: AuditRecord
+    unauthenticated: bool = False
+    """The request's MAC did not verify (or it never formed a request): its audit record may be
+    folded into a rate-limited summary; its counters never are."""
 
 
 class Session:
@@ -67,6 +71,7 @@ class Session:
         "_limits",
         "_max_frame_bytes",
         "_next_seq",
+        "authenticated",
         "connection_id",
         "nonce",
         "peer",
@@ -88,6 +93,8 @@ class Session:
         self._limits = limits
         self._max_frame_bytes = max_frame_bytes
         self._next_seq = 1
+        self.authenticated = False
+        """True once one request on this connection has passed the MAC and sequence checks."""
         self.connection_id = connection_id
         self.peer = peer
         self.nonce = nonce if nonce is not None else secrets.token_bytes(NONCE_SIZE)
@@ -110,6 +117,7 @@ class Session:
         engine.counters.requests += 1
         audit_id = engine.next_audit_id()
         seq, op = 0, None
+        verified = False
         try:
             envelope = parse_request_envelope(body)
             seq, op = envelope.seq, envelope.op
@@ -122,6 +130,7 @@ class Session:
                     "request MAC does not verify: the session key differs from the daemon's, "
                     "or the request was captured from another connection",
                 )
+            verified = True
             if seq != self._next_seq:
                 raise Refusal(
                     ErrorCode.REPLAY,
@@ -129,6 +138,7 @@ class Session:
                     "reordered request",
                 )
             self._next_seq += 1
+            self.authenticated = True
             operation = OPERATIONS.get(op)
             if operation is None:
                 raise Refusal(
@@ -138,27 +148,49 @@ class Session:
             arguments = operation.arguments(_decode_args(envelope.args), self._limits)
             result, audit_fields = operation.handler(engine, arguments)
         except ProtocolViolation as violation:
-            return self._refuse(audit_id, seq, op, Refusal(violation.code, violation.message))
+            refusal = Refusal(violation.code, violation.message)
         except ArgumentError as exc:
-            return self._refuse(audit_id, seq, op, Refusal(ErrorCode.BAD_REQUEST, f"args.{exc}"))
-        except Refusal as refusal:
-            return self._refuse(audit_id, seq, op, refusal)
+            refusal = Refusal(ErrorCode.BAD_REQUEST, f"args.{exc}")
+        except Refusal as caught:
+            refusal = caught
         except Exception:  # noqa: BLE001 - a handler bug becomes an error reply, not a dead daemon
             _log.exception("internal error handling %s (audit id %d)", op, audit_id)
-            internal = Refusal(ErrorCode.INTERNAL, "internal daemon error; see its log")
-            return self._refuse(audit_id, seq, op, internal)
-        reply = encode_reply(
-            self._key, self.nonce, seq, status=STATUS_OK, body=result, audit_id=audit_id
-        )
-        return Outcome(
-            frame(reply), close=False, audit=self._audit(audit_id, seq, op, STATUS_OK, audit_fields)
-        )
+            refusal = Refusal(ErrorCode.INTERNAL, "internal daemon error; see its log")
+        else:
+            reply = encode_reply(
+                self._key, self.nonce, seq, status=STATUS_OK, body=result, audit_id=audit_id
+            )
+            audit = self._audit(audit_id, seq, op, STATUS_OK, audit_fields)
+            return Outcome(frame(reply), close=False, audit=audit)
+        if not verified:
+            return self._refuse_unauthenticated(audit_id, refusal.code)
+        return self._refuse(audit_id, seq, op, refusal)
 
     def refuse_frame(self, violation: ProtocolViolation) -> Outcome:
         """Answer bytes that never formed a request (e.g. an oversized frame) and close."""
         self._engine.counters.requests += 1
         audit_id = self._engine.next_audit_id()
-        return self._refuse(audit_id, 0, None, Refusal(violation.code, violation.message))
+        return self._refuse_unauthenticated(audit_id, violation.code)
+
+    def _refuse_unauthenticated(self, audit_id: int, code: ErrorCode) -> Outcome:
+        """Refuse bytes whose MAC has not verified: a fixed message, seq 0, nothing echoed."""
+        if code not in UNAUTHENTICATED_MESSAGES:
+            code = ErrorCode.BAD_FRAME
+        message = UNAUTHENTICATED_MESSAGES[code]
+        self._engine.counters.refusals[code] += 1
+        body = error_body(code, message)
+        reply = encode_reply(
+            self._key, self.nonce, 0, status=STATUS_ERROR, body=body, audit_id=audit_id
+        )
+        audit = self._audit(
+            audit_id, 0, None, STATUS_ERROR, {"code": str(code), "message": message}
+        )
+        return Outcome(
+            frame(reply),
+            close=True,
+            audit=audit,
+            unauthenticated=True,
+        )
 
     def _refuse(self, audit_id: int, seq: int, op: str | None, refusal: Refusal) -> Outcome:
         self._engine.counters.refusals[refusal.code] += 1
