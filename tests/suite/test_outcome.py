@@ -5,6 +5,8 @@ command line (a subprocess) against the loopback endpoint answering errors on pu
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +220,35 @@ def test_a_missing_session_key_beside_a_live_daemon_is_exit_2_naming_it(
     assert str(missing) in lines[0]
     assert "does not exist" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as a full disk needs root")
+def test_a_full_disk_fails_the_run_with_one_line_naming_the_file(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], check=True)
+    try:
+        # The bundled sample suite writes more than 256 KiB: some write must hit ENOSPC.
+        result = run_cli_subprocess(
+            "--output-dir", disk / "out", "--state-dir", tmp_path / "state",
+            "--json-summary", tmp_path / "summary.json",
+        )  # fmt: skip
+        (run_dir,) = (p for p in (disk / "out").iterdir() if not p.name.startswith("."))
+        recorded = manifest(run_dir)["status"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+    assert result.code == 1, result.output
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("elspeth:")]
+    assert lines[0].startswith(f"elspeth: run failed: I/O error on {run_dir}/"), lines
+    assert lines[0].endswith("[ENOSPC] No space left on device")
+    summary = json.loads((tmp_path / "summary.json").read_text("utf-8"))
+    jsonschema.validate(summary, SCHEMA)
+    assert (summary["status"], summary["exit_code"]) == ("failed", 1)
+    # The manifest says so, or, when the disk could not take even that, stderr does.
+    assert recorded == "failed" or (
+        f"the manifest in {run_dir} still says running" in result.stderr
+        and "this run is failed" in result.stderr
+    )

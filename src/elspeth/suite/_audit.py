@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ class AuditLog:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         os.fchmod(descriptor, 0o600)
         self._file = os.fdopen(descriptor, "a", encoding="utf-8", buffering=1024 * 1024)
+        self.failure: OSError | None = None
+        """The first I/O error writing the log; lines after it are lost, and the run fails."""
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_periodically, name="audit", daemon=True)
         self._flusher.start()
@@ -43,8 +46,16 @@ class AuditLog:
     def flush(self) -> None:
         """Push buffered lines to the file now (before something copies the log)."""
         with self._lock:
-            if not self._file.closed:
-                self._file.flush()
+            if not self._file.closed and self.failure is None:
+                self._guarded(self._file.flush)
+
+    def _guarded(self, write: Callable[[], object]) -> None:
+        """Run a write; the first I/O error stops the log (a full disk must not end the run
+        with a traceback from the flusher thread) and is kept for the runner to report."""
+        try:
+            write()
+        except OSError as error:  # a write through a handle names no file: name it
+            self.failure = OSError(error.errno, error.strerror, str(self.path))
 
     def record(self, event: str, **fields: Any) -> None:
         line = json.dumps(
@@ -53,13 +64,21 @@ class AuditLog:
             separators=(",", ":"),
         )
         with self._lock:
-            self._file.write(line + "\n")
+            if self.failure is None:
+                self._guarded(lambda: self._file.write(line + "\n"))
 
     def close(self) -> None:
+        """Flush, sync and close; an I/O error is kept in :attr:`failure`, never raised."""
         self._closed.set()
         self._flusher.join()
         with self._lock:
-            if not self._file.closed:
-                self._file.flush()
-                os.fsync(self._file.fileno())
+            if self._file.closed:
+                return
+            if self.failure is None:
+                self._guarded(self._file.flush)
+            if self.failure is None:
+                self._guarded(lambda: os.fsync(self._file.fileno()))
+            try:
                 self._file.close()
+            except OSError as error:  # the buffer could not be written out
+                self.failure = self.failure or OSError(error.errno, error.strerror, str(self.path))

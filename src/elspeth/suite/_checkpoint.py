@@ -137,17 +137,27 @@ class CheckpointWriter:
             line = json.dumps({"record": record.decode("utf-8"), "mac": mac.hex()})
             self._file.write(line + "\n")
             self._file.flush()
+        except OSError as error:
+            self._failure = self._naming_the_file(error)
         except BaseException as error:  # noqa: BLE001 - handed to the run's thread
             self._failure = error
+
+    def _naming_the_file(self, error: OSError) -> OSError:
+        """The error with this checkpoint's path: a write through a handle names no file."""
+        return OSError(error.errno, error.strerror, str(self.path))
 
     def close(self) -> None:
         if self._thread.is_alive():
             self._queue.put(self._STOP)
             self._thread.join()
         if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            try:
+                if self._failure is None:
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+                self._file.close()
+            except OSError as error:
+                self._failure = self._failure or self._naming_the_file(error)
         if self._failure is not None:
             raise self._failure
 

@@ -79,8 +79,8 @@ def error_reason(error: BaseException) -> str:
 def describe_os_error(error: OSError) -> str:
     """``cannot write /out/x.csv: [ENOSPC] No space left on device``: the path and the errno."""
     name = errno.errorcode.get(error.errno, str(error.errno)) if error.errno else "?"
-    where = f" {error.filename}" if error.filename is not None else ""
-    return f"I/O error on{where}: [{name}] {error.strerror or error}"
+    where = f" on {error.filename}" if error.filename is not None else ""
+    return f"I/O error{where}: [{name}] {error.strerror or error}"
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ from elspeth.suite._outcome import (
     ErrorToleranceError,
     RunOutcome,
     RunStoppedError,
+    describe_os_error,
     outcome_of,
 )
 from elspeth.suite._plan import (
@@ -336,24 +337,30 @@ class SuiteRunner:
         prepare_directory(self.options.output_dir, "output directory")
         if self.suite.settings.sidecar.mode == "standalone":
             prepare_directory(self.options.state_dir or default_state_dir(), "state directory")
-        manifest = RunManifest.start(self.run_dir, self.run_id)
-        audit = AuditLog(self.run_dir / "audit.jsonl", self.run_id)
+        try:
+            manifest = RunManifest.start(self.run_dir, self.run_id)
+            audit = AuditLog(self.run_dir / "audit.jsonl", self.run_id)
+        except OSError as error:
+            raise SinkError(self.run_dir, describe_os_error(error)) from None
         summary = RunSummary(self.run_id, self.run_dir, _RUNNING, [])
         try:
             self._run(manifest, audit, summary)
         except (Exception, KeyboardInterrupt) as error:
             summary.error = error
             summary.outcome = outcome_of(error)
-            if not isinstance(error, ElspethError | KeyboardInterrupt | OSError):
-                log.debug("the run ended by an internal error", exc_info=error)
+            if not isinstance(error, ElspethError | KeyboardInterrupt):
+                log.debug("the run ended by %s", type(error).__name__, exc_info=error)
+        summary.budget = self._budget_state(summary)
+        audit.flush()
+        _fail_on_audit_failure(summary, audit)
+        audit.record("run_finished", **summary.outcome.as_dict())
+        audit.close()
+        _fail_on_audit_failure(summary, audit)
         try:
             manifest.finish(summary.status, summary.outcome.reason)
         except (OSError, SinkError) as error:
             summary.manifest_written = False
             log.error("the run's end could not be recorded in %s: %s", manifest.path, error)
-        summary.budget = self._budget_state(summary)
-        audit.record("run_finished", **summary.outcome.as_dict())
-        audit.close()
         return summary
 
     def _run(self, manifest: RunManifest, audit: AuditLog, run: RunSummary) -> None:
@@ -1048,6 +1055,13 @@ def prepare_directory(directory: Path, what: str) -> None:
         raise ConfigurationError(f"{what} {directory}: is not a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ConfigurationError(f"{what} {directory}: is not writable by this user")
+
+
+def _fail_on_audit_failure(summary: RunSummary, audit: AuditLog) -> None:
+    """A run whose audit log could not be written is not complete, whatever else it did."""
+    if audit.failure is not None and summary.status.finished_whole:
+        reason = f"the audit log could not be written: {describe_os_error(audit.failure)}"
+        summary.outcome = RunOutcome(RunStatus.FAILED, ExitCode.RUN_FAILED, reason)
 
 
 def _check_experiment(experiment: Experiment, summary: ExperimentSummary) -> None:
