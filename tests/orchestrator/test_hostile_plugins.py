@@ -167,7 +167,9 @@ def test_huge_allocation_fails_inside_the_worker(
     runtime: PluginRuntime, make_frame: MakeFrame
 ) -> None:
     old = only_worker(runtime)
-    with pytest.raises(PluginFailedError, match=r"'huge_allocation' on chunk 'x'.*plugin_error"):
+    with pytest.raises(
+        PluginFailedError, match=r"'huge_allocation' on chunk 'x'.*address-space limit"
+    ):
         runtime.run("huge_allocation", {}, [make_frame()], chunk_id="x", plan_level=L.OFFICIAL)
     assert only_worker(runtime) is old
     assert wait_for_text(old.stderr.path, "MemoryError")

@@ -36,6 +36,7 @@ from elspeth.orchestrator._sandbox import (
     missing_locks,
     worker_environment,
 )
+from elspeth.orchestrator._sandbox._limits import CPU_GRACE_SECONDS
 from elspeth.orchestrator._sandbox._seccomp import load_library
 
 PROBE = Path(__file__).parent / "sandbox_probes" / "probe.py"
@@ -452,7 +453,11 @@ def test_harden_worker_closes_inherited_descriptors(hardened: dict[str, Any]) ->
 @needs_seccomp
 def test_harden_worker_lowers_hard_limits(hardened: dict[str, Any]) -> None:
     limits = hardened["results"]["rlimits"]["value"]
-    assert limits == {name: [value, value] for name, value in EXPECTED_RLIMITS.items()}
+    # RLIMIT_CPU's hard limit is a little above its soft one, so SIGXCPU comes before SIGKILL.
+    grace = {"RLIMIT_CPU": CPU_GRACE_SECONDS}
+    assert limits == {
+        name: [value, value + grace.get(name, 0)] for name, value in EXPECTED_RLIMITS.items()
+    }
 
 
 @needs_landlock

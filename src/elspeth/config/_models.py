@@ -111,6 +111,15 @@ class PluginSettings(_Strict):
     output_floor: ConfiguredLevel | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     on_error: Literal["fail", "skip"] = "fail"
+    memory_limit_bytes: int | None = Field(
+        default=None, gt=0, description="This plugin's address-space limit; default: workers'."
+    )
+    cpu_limit_seconds: int | None = Field(
+        default=None, gt=0, description="This plugin's CPU-time limit; default: workers'."
+    )
+    file_size_limit_bytes: int | None = Field(
+        default=None, gt=0, description="This plugin's file-size limit; default: workers'."
+    )
 
 
 class RateLimitSettings(_Strict):
@@ -170,6 +179,22 @@ class WorkerSettings(_Strict):
     allow_partial_sandbox: bool = Field(
         default=False,
         description="Audited override: run above OFFICIAL_SENSITIVE without Landlock/seccomp.",
+    )
+    max_payload_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=64 * 1024,
+        description="Largest Arrow stream a worker may send in one payload.",
+    )
+    memory_limit_bytes: int = Field(
+        default=2 * 1024**3, gt=0, description="Each worker's address-space limit (RLIMIT_AS)."
+    )
+    cpu_limit_seconds: int = Field(
+        default=3600, gt=0, description="Each worker's CPU-time limit over its life (RLIMIT_CPU)."
+    )
+    file_size_limit_bytes: int = Field(
+        default=256 * 1024**2,
+        gt=0,
+        description="Largest file a worker may write, scratch included (RLIMIT_FSIZE).",
     )
 
 

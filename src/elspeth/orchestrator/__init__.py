@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig, SpawnMode
+    from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig, SpawnMode, WorkerLimits
     from elspeth.orchestrator._errors import (
         PluginFailedError,
         PluginTimeoutError,
@@ -28,6 +28,7 @@ _LAZY = {
     "ErrorPolicy": "elspeth.orchestrator._config",
     "RuntimeConfig": "elspeth.orchestrator._config",
     "SpawnMode": "elspeth.orchestrator._config",
+    "WorkerLimits": "elspeth.orchestrator._config",
     "PluginFailedError": "elspeth.orchestrator._errors",
     "PluginTimeoutError": "elspeth.orchestrator._errors",
     "ProxyRefusedError": "elspeth.orchestrator._errors",
@@ -56,6 +57,7 @@ __all__ = [
     "StepResult",
     "WorkerCrashedError",
     "WorkerError",
+    "WorkerLimits",
     "WorkerProtocolError",
     "WorkerStartError",
 ]

@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
@@ -33,6 +33,38 @@ class ErrorPolicy(enum.Enum):
 
     FAIL = "fail"
     SKIP = "skip"
+
+
+DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 * 1024**2
+"""Largest Arrow stream a worker may send in one payload. The orchestrator allocates a payload
+only after its announced size passed this cap, so it bounds what one worker can make the
+orchestrator hold (the 1,000,000-row benchmark sends back an 8 MiB column)."""
+
+DEFAULT_MEMORY_LIMIT_BYTES: Final = 2 * 1024**3
+DEFAULT_CPU_LIMIT_SECONDS: Final = 3600
+DEFAULT_FILE_SIZE_LIMIT_BYTES: Final = 256 * 1024**2
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    """The per-plugin sandbox limits of a worker: ``RLIMIT_AS``, ``RLIMIT_CPU`` (CPU seconds over
+    the worker's life) and ``RLIMIT_FSIZE`` (the largest file it may write, scratch included).
+    Workers with other limits than the runtime's defaults get pools of their own."""
+
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES
+    cpu_limit_seconds: int = DEFAULT_CPU_LIMIT_SECONDS
+    file_size_limit_bytes: int = DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+    def __post_init__(self) -> None:
+        bad = [
+            f"{f.name} must be a positive integer, got {getattr(self, f.name)!r}"
+            for f in fields(self)
+            if not isinstance(getattr(self, f.name), int)
+            or isinstance(getattr(self, f.name), bool)
+            or getattr(self, f.name) <= 0
+        ]
+        if bad:
+            raise ConfigurationError("invalid worker limits: " + "; ".join(bad))
 
 
 def _default_scratch_root() -> Path:
@@ -63,15 +95,16 @@ class RuntimeConfig:
     shutdown_grace: float = 2.0
     kill_timeout: float = 10.0
     max_message_bytes: int = _wire.DEFAULT_MAX_MESSAGE_BYTES
-    max_payload_bytes: int = 2 * 1024**3
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     stderr_cap_bytes: int = 1024 * 1024
-    memory_limit_bytes: int = 8 * 1024**3
-    cpu_limit_seconds: int = 24 * 3600
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES
+    cpu_limit_seconds: int = DEFAULT_CPU_LIMIT_SECONDS
     open_files_limit: int = 256
-    file_size_limit_bytes: int = 1024**3
+    file_size_limit_bytes: int = DEFAULT_FILE_SIZE_LIMIT_BYTES
     processes_per_worker: int = 16
     plugin_dirs: tuple[Path, ...] = ()
     error_policies: Mapping[str, ErrorPolicy] = field(default_factory=dict)
+    plugin_limits: Mapping[str, WorkerLimits] = field(default_factory=dict)
     allow_partial_sandbox: bool = False
 
     def __post_init__(self) -> None:
@@ -83,6 +116,7 @@ class RuntimeConfig:
                 "startup_timeout",
                 "shutdown_grace",
                 "kill_timeout",
+                "max_payload_bytes",
                 "stderr_cap_bytes",
                 "memory_limit_bytes",
                 "cpu_limit_seconds",
@@ -116,16 +150,35 @@ class RuntimeConfig:
             for name, policy in self.error_policies.items()
             if not isinstance(policy, ErrorPolicy)
         )
+        problems.extend(
+            f"plugin_limits[{name!r}] must be WorkerLimits, got {limits!r}"
+            for name, limits in self.plugin_limits.items()
+            if not isinstance(limits, WorkerLimits)
+        )
         if problems:
             raise ConfigurationError("invalid plugin runtime settings: " + "; ".join(problems))
         object.__setattr__(self, "error_policies", MappingProxyType(dict(self.error_policies)))
+        object.__setattr__(self, "plugin_limits", MappingProxyType(dict(self.plugin_limits)))
+
+    @property
+    def default_limits(self) -> WorkerLimits:
+        """The limits of every worker whose plugin has none of its own in ``plugin_limits``."""
+        return WorkerLimits(
+            memory_limit_bytes=self.memory_limit_bytes,
+            cpu_limit_seconds=self.cpu_limit_seconds,
+            file_size_limit_bytes=self.file_size_limit_bytes,
+        )
+
+    def limits_for(self, plugin: str) -> WorkerLimits:
+        return self.plugin_limits.get(plugin, self.default_limits)
 
     @property
     def nproc_limit(self) -> int:
         """``RLIMIT_NPROC`` for every worker: it counts the threads of all processes of the
-        workers' uid, so it covers every pool that could exist (one per level) and the catalog
-        worker."""
-        return self.processes_per_worker * (self.pool_size * len(SecurityLevel) + 1)
+        workers' uid, so it covers every pool that could exist (one per level and set of limits)
+        and the catalog worker."""
+        limit_sets = len({self.default_limits, *self.plugin_limits.values()})
+        return self.processes_per_worker * (self.pool_size * len(SecurityLevel) * limit_sets + 1)
 
     def worker_command(self) -> list[str]:
         """The exact argv of a worker: what the sudoers rule allows, in sudo mode."""

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from elspeth.orchestrator import _sandbox, _wire
 from elspeth.orchestrator._arrow import allocate
-from elspeth.orchestrator._config import RuntimeConfig, SpawnMode
+from elspeth.orchestrator._config import RuntimeConfig, SpawnMode, WorkerLimits
 from elspeth.orchestrator._errors import WorkerStartError
 from elspeth.orchestrator._groups import GroupKillError, remove_scratch_dir, terminate_group
 from elspeth.orchestrator._stderr import StderrCapture, private_directory
@@ -40,9 +40,12 @@ log = logging.getLogger("elspeth.orchestrator")
 class WorkerProcess:
     """A running worker at one pool level; not thread-safe (one call at a time, pool-managed)."""
 
-    def __init__(self, config: RuntimeConfig, level: SecurityLevel) -> None:
+    def __init__(
+        self, config: RuntimeConfig, level: SecurityLevel, limits: WorkerLimits | None = None
+    ) -> None:
         self.config = config
         self.level = level
+        self.limits = limits if limits is not None else config.default_limits
         self.taint: SecurityLevel | None = None
         self.worker_id = secrets.token_urlsafe(16)
         self.number = next(_numbers)
@@ -115,10 +118,10 @@ class WorkerProcess:
             and not config.allow_partial_sandbox,
             "limits": {
                 "nproc": config.nproc_limit,
-                "address_space_bytes": config.memory_limit_bytes,
-                "cpu_seconds": config.cpu_limit_seconds,
+                "address_space_bytes": self.limits.memory_limit_bytes,
+                "cpu_seconds": self.limits.cpu_limit_seconds,
                 "open_files": config.open_files_limit,
-                "file_size_bytes": config.file_size_limit_bytes,
+                "file_size_bytes": self.limits.file_size_limit_bytes,
             },
             "plugin_dirs": [str(d) for d in config.plugin_dirs],
         }

@@ -13,9 +13,10 @@ import itertools
 import json
 import logging
 import re
+import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import _wire
 from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_frame
-from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig, SpawnMode
+from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig, SpawnMode, WorkerLimits
 from elspeth.orchestrator._errors import (
     PluginFailedError,
     PluginTimeoutError,
@@ -134,7 +135,7 @@ class StepResult:
 
 @dataclass
 class _Pools:
-    by_level: dict[SecurityLevel, WorkerPool] = field(default_factory=dict)
+    by_level: dict[tuple[SecurityLevel, WorkerLimits], WorkerPool] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -150,7 +151,7 @@ class PluginRuntime:
             remove_leftovers(config.scratch_root, WORKER_SCRATCH_NAME, what="worker scratch dir")
         self._proxies = ProxyService()
         self._pools = _Pools()
-        self._catalog = WorkerPool(_CATALOG_LEVEL, 1, self._spawn)
+        self._catalog = WorkerPool(_CATALOG_LEVEL, 1, self._spawner(config.default_limits))
         self._descriptions: dict[tuple[str, str], PluginInfo] = {}
         self._request_ids = itertools.count(1)
         self._closed = False
@@ -173,15 +174,18 @@ class PluginRuntime:
         for level in levels:
             self.pool(level).prestart()
 
-    def pool(self, level: SecurityLevel) -> WorkerPool:
-        """The pool whose workers receive data at exactly ``level``."""
+    def pool(self, level: SecurityLevel, limits: WorkerLimits | None = None) -> WorkerPool:
+        """The pool whose workers receive data at exactly ``level`` and run under ``limits``
+        (the runtime's default limits when not given: plugins with limits of their own, in
+        ``plugin_limits``, get pools of their own)."""
+        key = (level, limits if limits is not None else self._config.default_limits)
         with self._pools.lock:
             if self._closed:
                 raise RuntimeError("the plugin runtime is closed")
-            pool = self._pools.by_level.get(level)
+            pool = self._pools.by_level.get(key)
             if pool is None:
-                pool = WorkerPool(level, self._config.pool_size, self._spawn)
-                self._pools.by_level[level] = pool
+                pool = WorkerPool(level, self._config.pool_size, self._spawner(key[1]))
+                self._pools.by_level[key] = pool
             return pool
 
     def close(self) -> None:
@@ -192,8 +196,11 @@ class PluginRuntime:
         for pool in pools:
             pool.close()
 
-    def _spawn(self, level: SecurityLevel) -> WorkerProcess:
-        return WorkerProcess(self._config, level)
+    def _spawner(self, limits: WorkerLimits) -> Callable[[SecurityLevel], WorkerProcess]:
+        def spawn(level: SecurityLevel) -> WorkerProcess:
+            return WorkerProcess(self._config, level, limits)
+
+        return spawn
 
     # --- describing plugins (before any data moves) ------------------------------------------
 
@@ -243,7 +250,9 @@ class PluginRuntime:
         """Run calls concurrently on as many workers as the pools allow; results in order."""
         if not calls:
             return []
-        threads = self._config.pool_size * len({call.plan_level for call in calls})
+        config = self._config
+        pools = {(call.plan_level, config.limits_for(call.plugin)) for call in calls}
+        threads = config.pool_size * len(pools)
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plugin-call") as pool:
             futures = [
                 pool.submit(
@@ -276,7 +285,7 @@ class PluginRuntime:
         """
         info = self.describe(plugin, parameters)
         self._check_call(info, frames, chunk_id, plan_level)
-        pool = self.pool(plan_level)
+        pool = self.pool(plan_level, self._config.limits_for(plugin))
         worker = pool.acquire(self._config.call_timeout)
         worker.taint = join(worker.taint, plan_level) if worker.taint else plan_level
         if worker.taint > pool.level:
@@ -370,8 +379,10 @@ class PluginRuntime:
             ) from None
         except (_wire.ChannelClosedError, ConnectionError):
             pool.replace(worker)
+            limit = _limit_killed_by(worker.limits, worker.returncode)
+            cause = f"{limit}: the worker was killed" if limit else "the worker exited mid-call"
             raise WorkerCrashedError(
-                f"the worker exited mid-call (status {worker.returncode}) and was replaced; its "
+                f"{cause} (status {worker.returncode}) and was replaced; its "
                 f"stderr is in {worker.stderr.path}",
                 **where,
             ) from None
@@ -383,9 +394,11 @@ class PluginRuntime:
             raise
         if not message["ok"]:
             pool.release(worker)
+            kind = message["error"]
+            limit = _limit_failure(worker.limits, kind)
             raise PluginFailedError(
-                f"failed ({message['error']}); its error text is in {worker.stderr.path} "
-                f"(classified {worker.level.name})",
+                f"{limit + ' and ' if limit else ''}failed ({kind}); its error text is in "
+                f"{worker.stderr.path} (classified {worker.level.name})",
                 **where,
             )
         pool.release(worker)
@@ -409,6 +422,44 @@ class PluginRuntime:
         worker.send_with_payload(
             deadline, "proxy_reply", out, seq=seq, ok=True, value=reply.value, error=None
         )
+
+
+def _limit_failure(limits: WorkerLimits, kind: object) -> str | None:
+    """The sandbox limit a failure kind reported by the worker names, as a sentence."""
+    if kind == "address_space_limit":
+        return (
+            f"exceeded its address-space limit of {_size(limits.memory_limit_bytes)} "
+            "(RLIMIT_AS, memory_limit_bytes)"
+        )
+    if kind == "file_size_limit":
+        return (
+            f"exceeded its file-size limit of {_size(limits.file_size_limit_bytes)} "
+            "(RLIMIT_FSIZE, file_size_limit_bytes)"
+        )
+    return None
+
+
+def _limit_killed_by(limits: WorkerLimits, returncode: int | None) -> str | None:
+    """The sandbox limit whose signal ended the worker, as a sentence."""
+    if returncode == -signal.SIGXCPU:
+        return (
+            f"exceeded its CPU-time limit of {limits.cpu_limit_seconds} s "
+            "(RLIMIT_CPU, cpu_limit_seconds)"
+        )
+    if returncode == -signal.SIGXFSZ:
+        return (
+            f"exceeded its file-size limit of {_size(limits.file_size_limit_bytes)} "
+            "(RLIMIT_FSIZE, file_size_limit_bytes)"
+        )
+    return None
+
+
+def _size(count: int) -> str:
+    """``count`` bytes in the largest binary unit that divides it (``2 GiB``), else in bytes."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count} bytes"
 
 
 def _decode_data(step: Step, payload: memoryview) -> pd.DataFrame | None:

@@ -205,7 +205,7 @@ def payload_size(announced: int, max_payload: int) -> int:
     """The payload size a message announces, refused when above ``max_payload``."""
     if announced > max_payload:
         raise OversizedMessageError(
-            f"payload of {announced} bytes announced; the maximum payload is {max_payload} bytes"
+            f"payload of {announced} bytes announced; the payload limit is {max_payload} bytes"
         )
     return announced
 

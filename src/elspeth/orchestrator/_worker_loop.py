@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import sys
 import traceback
@@ -31,9 +32,18 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RESULT_ERRORS: Final = frozenset(
-    {"plugin_error", "bad_parameters", "unknown_plugin", "wrong_proxy_count"}
+    {
+        "plugin_error",
+        "bad_parameters",
+        "unknown_plugin",
+        "wrong_proxy_count",
+        "address_space_limit",
+        "file_size_limit",
+    }
 )
-"""Failure kinds a ``result`` may carry; the details go to stderr (the private worker log)."""
+"""Failure kinds a ``result`` may carry; the details go to stderr (the private worker log).
+``address_space_limit`` and ``file_size_limit`` are plugin errors caused by a sandbox limit: a
+``MemoryError`` (``RLIMIT_AS``) or ``EFBIG`` (``RLIMIT_FSIZE``; Python ignores ``SIGXFSZ``)."""
 
 
 class _ChannelBroken(BaseException):
@@ -175,13 +185,27 @@ class _Worker:
         except BaseException:  # noqa: BLE001 - anything a plugin raises is its failure
             print(f"elspeth worker: plugin {name!r} failed on chunk {chunk!r}:", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)
-            return "plugin_error"
+            return _failure_kind(sys.exc_info()[1])
         return None
 
     def _registry(self) -> PluginRegistry:
         if self.registry is None:
             raise ConfigurationError(self.registry_error or "plugin registry unavailable")
         return self.registry
+
+
+def _failure_kind(error: BaseException | None) -> str:
+    """``plugin_error``, or the limit that caused it when the error or one it came from (its
+    cause or context) is what hitting that limit raises."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, MemoryError):
+            return "address_space_limit"
+        if isinstance(error, OSError) and error.errno == errno.EFBIG:
+            return "file_size_limit"
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return "plugin_error"
 
 
 def serve(channel: WorkerChannel, *, plugin_dirs: tuple[str, ...]) -> int:

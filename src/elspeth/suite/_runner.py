@@ -228,6 +228,21 @@ def runtime_config(suite: Suite, log_dir: Path) -> RuntimeConfig:
         plugin.plugin: ErrorPolicy.SKIP if plugin.on_error == "skip" else ErrorPolicy.FAIL
         for plugin in settings.plugins.values()
     }
+    from elspeth.orchestrator import WorkerLimits
+
+    names = ("memory_limit_bytes", "cpu_limit_seconds", "file_size_limit_bytes")
+    own: dict[str, dict[str, int]] = {}
+    for plugin in settings.plugins.values():
+        for name in names:
+            value = getattr(plugin, name)
+            if value is not None:
+                # Instances of one plugin share its workers: the strictest value wins.
+                chosen = own.setdefault(plugin.plugin, {})
+                chosen[name] = min(value, chosen.get(name, value))
+    limits = {
+        plugin: WorkerLimits(**{name: chosen.get(name, getattr(workers, name)) for name in names})
+        for plugin, chosen in own.items()
+    }
     extra: dict[str, Any] = {}
     if workers.scratch_root is not None:
         extra["scratch_root"] = workers.scratch_root
@@ -241,6 +256,11 @@ def runtime_config(suite: Suite, log_dir: Path) -> RuntimeConfig:
         plugin_dirs=tuple(p.resolve() for p in settings.plugin_dirs),
         error_policies=policies,
         allow_partial_sandbox=workers.allow_partial_sandbox,
+        max_payload_bytes=workers.max_payload_bytes,
+        memory_limit_bytes=workers.memory_limit_bytes,
+        cpu_limit_seconds=workers.cpu_limit_seconds,
+        file_size_limit_bytes=workers.file_size_limit_bytes,
+        plugin_limits=limits,
         **extra,
     )
 

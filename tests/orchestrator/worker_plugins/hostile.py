@@ -197,3 +197,55 @@ class HugeAllocation(_RowPlugin):
     def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
         block = bytearray(self.parameters.gigabytes * 1024**3)  # type: ignore[attr-defined]
         block[-1] = 1
+
+
+class PayloadParameters(pydantic.BaseModel):
+    size: int = 64 * 1024**2 + 1
+
+
+class OversizedPayload(_RowPlugin):
+    """Announces a payload just above the orchestrator's payload cap after a well-formed proxy
+    call, then sends all of it (zeros: not an Arrow stream) as fast as the socket takes it."""
+
+    name = "oversized_payload"
+    Parameters = PayloadParameters
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        import msgpack
+
+        size = self.parameters.size  # type: ignore[attr-defined]
+        body = msgpack.packb(
+            {
+                "op": "proxy",
+                "seq": 1,
+                "method": "replace_data",
+                "handle": proxies[0]._handle,  # type: ignore[attr-defined]
+                "args": {"based_on_version": 1, "update": False},
+                "size": size,
+            },
+            use_bin_type=True,
+        )
+        os.write(0, struct.pack(">I", len(body)) + body)
+        block = memoryview(bytes(1024**2))
+        with contextlib.suppress(OSError):
+            while size > 0:
+                size -= os.write(0, block[: min(size, block.nbytes)])
+        time.sleep(3600)
+
+
+class FileParameters(pydantic.BaseModel):
+    megabytes: int = 2
+
+
+class BigFile(_RowPlugin):
+    """Writes a file of ``megabytes`` into its scratch directory."""
+
+    name = "big_file"
+    Parameters = FileParameters
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        block = bytes(1024**2)
+        with open(os.path.join(os.environ["TMPDIR"], "big.bin"), "wb") as out:
+            for _ in range(self.parameters.megabytes):  # type: ignore[attr-defined]
+                out.write(block)
+                out.flush()
