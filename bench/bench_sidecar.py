@@ -226,7 +226,11 @@ def main() -> int:
 
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as scratch:
-        daemon = start_standalone_daemon(state_dir=Path(scratch) / "state")
+        # The threaded measurement opens 8 connections from this one process beside the
+        # single-connection client: above the daemon's default per-peer limit of 8.
+        daemon = start_standalone_daemon(
+            state_dir=Path(scratch) / "state", settings={"max_connections_per_peer": 16}
+        )
         with daemon:
             path, key = str(daemon.socket_path), str(daemon.session_key_path)
             # Size the echo body like a real verify_seal request, so both move the same bytes.
