@@ -96,3 +96,15 @@ def wait_for_text(path: Path, text: str, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def assert_serves_a_call(runtime: PluginRuntime, make_frame: MakeFrame) -> None:
+    """The runtime's worker still answers a plain call with a sealed frame."""
+    result = runtime.run(
+        "score_extractor",
+        {"source": "text", "output": "s", "pattern": r"(\d+)"},
+        [make_frame()],
+        chunk_id="after",
+        plan_level=SecurityLevel.OFFICIAL,
+    )
+    assert result.produced[0].verify_seal() > 0

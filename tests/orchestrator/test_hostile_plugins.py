@@ -23,7 +23,12 @@ from elspeth.orchestrator._proxies import ProxyService
 from elspeth.orchestrator._runtime import PluginRuntime
 from elspeth.security import SecureDataFrame, SecurityLevel
 from elspeth.sidecar import SidecarClient
-from tests.orchestrator.conftest import MakeFrame, MakeRuntime, wait_for_text
+from tests.orchestrator.conftest import (
+    MakeFrame,
+    MakeRuntime,
+    assert_serves_a_call,
+    wait_for_text,
+)
 
 pytestmark = pytest.mark.integration
 L = SecurityLevel
@@ -52,14 +57,7 @@ def assert_replaced_and_usable(
 ) -> None:
     assert not live_members(old_pgid)
     assert only_worker(runtime).pgid != old_pgid
-    result = runtime.run(
-        "score_extractor",
-        {"source": "text", "output": "s", "pattern": r"(\d+)"},
-        [make_frame()],
-        chunk_id="after",
-        plan_level=L.OFFICIAL,
-    )
-    assert result.produced[0].verify_seal() > 0
+    assert_serves_a_call(runtime, make_frame)
 
 
 @pytest.mark.parametrize(
