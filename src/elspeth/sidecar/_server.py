@@ -223,6 +223,14 @@ class SidecarServer:
 
     # --- admission -----------------------------------------------------------------------
 
+    def _refuse_at_limit(self, limit: str, peer: Peer, state: str) -> None:
+        """Count a connection refused by ``limit``; log it unless the peer is over its burst."""
+        self._engine.counters.dropped_connections[limit] += 1
+        if self._tally.note(limit, peer):
+            _log.warning("refused peer uid=%d pid=%d: %s (%s)", peer.uid, peer.pid, state, limit)
+        else:
+            self._tally.suppressed(limit, peer, None)
+
     def admit(self, connection: _Connection, peer: Peer) -> Session | None:
         counters = self._engine.counters
         if peer.uid not in self._allowed_uids:
@@ -235,30 +243,16 @@ class SidecarServer:
             )
             return None
         if self._per_pid[peer.pid] >= self._config.max_connections_per_peer:
-            counters.dropped_connections["max_connections_per_peer"] += 1
-            if self._tally.note("max_connections_per_peer", peer):
-                _log.warning(
-                    "refused peer uid=%d pid=%d: it holds %d connections "
-                    "(max_connections_per_peer)",
-                    peer.uid,
-                    peer.pid,
-                    self._per_pid[peer.pid],
-                )
-            else:
-                self._tally.suppressed("max_connections_per_peer", peer, None)
+            self._refuse_at_limit(
+                "max_connections_per_peer", peer, f"it holds {self._per_pid[peer.pid]} connections"
+            )
             return None
         if len(self._connections) >= self._config.max_connections and not self._shed_for(peer):
-            counters.dropped_connections["max_connections"] += 1
-            if self._tally.note("max_connections", peer):
-                _log.warning(
-                    "refused peer uid=%d pid=%d: %d connections open (max_connections), "
-                    "all authenticated",
-                    peer.uid,
-                    peer.pid,
-                    len(self._connections),
-                )
-            else:
-                self._tally.suppressed("max_connections", peer, None)
+            self._refuse_at_limit(
+                "max_connections",
+                peer,
+                f"{len(self._connections)} connections open, all authenticated",
+            )
             return None
         self._next_connection_id += 1
         self._connections.add(connection)
