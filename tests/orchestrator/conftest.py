@@ -72,15 +72,23 @@ def make_runtime(authority: SidecarClient, tmp_path: Path) -> Iterator[MakeRunti
 
 
 @pytest.fixture
-def make_frame(authority: SidecarClient) -> MakeFrame:
+def make_frame(authority: SidecarClient) -> Iterator[MakeFrame]:
+    made: list[SecureDataFrame] = []
+
     def make(
         data: pd.DataFrame | None = None, level: SecurityLevel = SecurityLevel.OFFICIAL
     ) -> SecureDataFrame:
         if data is None:
             data = pd.DataFrame({"value": [1, 2, 3], "text": ["score: 4", "score: 9", "none"]})
-        return SecureDataFrame.create_from_datasource(data, level, authority)
+        frame = SecureDataFrame.create_from_datasource(data, level, authority)
+        made.append(frame)
+        return frame
 
-    return make
+    yield make
+    # The shared client outlives the test: retire its origin frames, or the daemon would refuse
+    # the next test's frame of the same sample data at a lower level.
+    for frame in made:
+        frame.retire()
 
 
 def with_config(runtime: PluginRuntime, **changes: Any) -> RuntimeConfig:

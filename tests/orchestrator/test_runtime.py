@@ -208,6 +208,9 @@ def test_output_floor_and_metadata(shared_runtime: PluginRuntime, make_frame: Ma
         "uplifting", {}, [make_frame()], chunk_id="u", plan_level=L.OFFICIAL
     )
     assert uplifted.produced[0].security_level is L.OFFICIAL_SENSITIVE
+    # The uplifted frame holds the sample data at OFFICIAL_SENSITIVE; while it lives, the daemon
+    # would refuse the next test's OFFICIAL origin frame of that data.
+    uplifted.produced[0].retire()
 
 
 def test_runtime_level_differing_from_the_plan_is_an_internal_error(
@@ -223,8 +226,13 @@ def test_runtime_level_differing_from_the_plan_is_an_internal_error(
 def test_pools_are_keyed_by_plan_level_and_serve_calls_concurrently(
     shared_runtime: PluginRuntime, make_frame: MakeFrame
 ) -> None:
+    def rows_of(level: SecurityLevel) -> pd.DataFrame:
+        # Distinct content per level: the daemon refuses an origin frame at a lower level for
+        # content that is live at a higher one.
+        return pd.DataFrame({"value": [level.rank], "text": [f"score: {level.rank}"]})
+
     calls = [
-        PluginCall("score_extractor", SCORES, [make_frame(level=level)], f"c{i}", level)
+        PluginCall("score_extractor", SCORES, [make_frame(rows_of(level), level)], f"c{i}", level)
         for i, level in enumerate([L.OFFICIAL, L.OFFICIAL, L.UNOFFICIAL, L.UNOFFICIAL])
     ]
     results = shared_runtime.run_many(calls)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import secrets
 import time
 from collections.abc import Callable
 
@@ -11,6 +13,7 @@ import pytest
 from elspeth.security import (
     AuthorityError,
     DeriveRequest,
+    FrameCertificate,
     SealError,
     SecurityLevel,
 )
@@ -28,8 +31,14 @@ pytestmark = pytest.mark.integration
 L = SecurityLevel
 
 
-def _origin(client: SidecarClient, level: SecurityLevel = L.OFFICIAL, digest: bytes = DIGEST_A):
-    return client.redeem_grant(client.authorize_construct(level, digest))
+def _origin(
+    client: SidecarClient, level: SecurityLevel = L.OFFICIAL, digest: bytes | None = None
+) -> FrameCertificate:
+    """An origin frame; of fresh content unless ``digest`` is given, so that origins at several
+    levels never share content (the daemon refuses that as a downgrade)."""
+    return client.redeem_grant(
+        client.authorize_construct(level, secrets.token_bytes(32) if digest is None else digest)
+    )
 
 
 # --- grants --------------------------------------------------------------------------------
@@ -107,6 +116,97 @@ def test_standalone_refuses_a_derive_floor_above_its_ceiling(client: SidecarClie
     assert caught.value.code == "level_refused"
 
 
+# --- laundering: an origin frame may not relabel content live at a higher level ----------
+
+
+def _audit_lines(daemon: StandaloneDaemon) -> list[dict[str, object]]:
+    return [json.loads(line) for line in daemon.audit_log_path.read_text().splitlines()]
+
+
+def test_construct_below_a_live_frame_of_the_same_content_is_refused_and_audited(
+    fresh_daemon: Callable[..., StandaloneDaemon],
+) -> None:
+    daemon = fresh_daemon(audit_fsync_interval_seconds=0)
+    content = secrets.token_bytes(32)
+    with daemon.connect() as client:
+        sensitive = _origin(client, L.OFFICIAL_SENSITIVE, content)
+        for lower in (L.OFFICIAL, L.UNOFFICIAL):
+            with pytest.raises(RequestRefusedError) as caught:
+                client.authorize_construct(lower, content)
+            assert caught.value.code == "downgrade_refused"
+        # The rule is about lowering: the same level and other content are still granted.
+        assert _origin(client, L.OFFICIAL_SENSITIVE, content).level is L.OFFICIAL_SENSITIVE
+        assert _origin(client, L.OFFICIAL).level is L.OFFICIAL
+        assert client.verify_seal(sensitive) > 0
+        assert client.health()["counters"]["refusals"]["downgrade_refused"] == 2
+    refused = [line for line in _audit_lines(daemon) if line.get("code") == "downgrade_refused"]
+    assert [line["op"] for line in refused] == ["authorize_construct"] * 2
+    assert all("OFFICIAL_SENSITIVE" in str(line["message"]) for line in refused)
+
+
+def test_construct_above_a_live_frame_of_the_same_content_is_granted(
+    client: SidecarClient,
+) -> None:
+    content = secrets.token_bytes(32)
+    _origin(client, L.UNOFFICIAL, content)
+    assert _origin(client, L.OFFICIAL_SENSITIVE, content).level is L.OFFICIAL_SENSITIVE
+
+
+def test_grant_issued_before_the_higher_frame_existed_is_refused_at_redeem(
+    client: SidecarClient,
+) -> None:
+    content = secrets.token_bytes(32)
+    low_grant = client.authorize_construct(L.OFFICIAL, content)
+    _origin(client, L.OFFICIAL_SENSITIVE, content)
+    with pytest.raises(RequestRefusedError) as caught:
+        client.redeem_grant(low_grant)
+    assert caught.value.code == "downgrade_refused"
+
+
+def test_construct_is_granted_again_once_every_higher_copy_is_retired(
+    client: SidecarClient,
+) -> None:
+    content = secrets.token_bytes(32)
+    copies = [_origin(client, L.OFFICIAL_SENSITIVE, content) for _ in range(2)]
+    client.retire([copies[0].frame_id])
+    # One copy is still live: still refused.
+    with pytest.raises(RequestRefusedError):
+        client.authorize_construct(L.OFFICIAL, content)
+    client.retire([copies[1].frame_id])
+    assert _origin(client, L.OFFICIAL, content).level is L.OFFICIAL
+
+
+def test_derive_below_a_live_copy_is_allowed_and_audited(
+    fresh_daemon: Callable[..., StandaloneDaemon],
+) -> None:
+    daemon = fresh_daemon(audit_fsync_interval_seconds=0)
+    content = secrets.token_bytes(32)
+    with daemon.connect() as client:
+        sensitive_parent = _origin(client, L.OFFICIAL_SENSITIVE)
+        official_parent = _origin(client, L.OFFICIAL)
+        client.derive([sensitive_parent.frame_id], content)
+        lower = client.derive([official_parent.frame_id], content)
+        assert lower.level is L.OFFICIAL
+        client.derive_batch([DeriveRequest((official_parent.frame_id,), content)] * 2)
+    derived = [line for line in _audit_lines(daemon) if line["op"] in {"derive", "derive_batch"}]
+    assert [line.get("live_at_higher_level") for line in derived] == [
+        None,
+        "OFFICIAL_SENSITIVE",
+        2,
+    ]
+
+
+def test_a_closed_clients_frames_are_retired(daemon: StandaloneDaemon) -> None:
+    with daemon.connect() as first:
+        certificate = _origin(first, L.OFFICIAL_SENSITIVE)
+        assert first.verify_seal(certificate) > 0
+    with daemon.connect() as second:
+        with pytest.raises(SealError):
+            second.verify_seal(certificate)
+        # Its content may now become an origin frame at a lower level again.
+        assert _origin(second, L.OFFICIAL, certificate.digest).level is L.OFFICIAL
+
+
 # --- derive --------------------------------------------------------------------------------
 
 
@@ -135,10 +235,12 @@ def test_derive_is_the_join_of_parents_and_floor(
 
 def test_derive_with_a_low_floor_never_lowers(raw: RawConnection) -> None:
     grant = raw.call(
-        "authorize_construct", {"level": L.OFFICIAL_SENSITIVE.rank, "digest": DIGEST_A}
+        "authorize_construct",
+        {"level": L.OFFICIAL_SENSITIVE.rank, "digest": secrets.token_bytes(32)},
     )
     parent = raw.call("redeem_grant", {"grant_id": grant.body["grant_id"]}).body
-    reply = raw.call("derive", {"parent_ids": [parent["frame_id"]], "digest": DIGEST_B, "floor": 0})
+    derived = {"parent_ids": [parent["frame_id"]], "digest": secrets.token_bytes(32), "floor": 0}
+    reply = raw.call("derive", derived)
     assert reply.status == "ok"
     assert reply.body["level"] == L.OFFICIAL_SENSITIVE.rank
 
@@ -323,8 +425,6 @@ def test_audit_ids_increase_monotonically(client: SidecarClient) -> None:
 def test_audit_log_has_one_line_per_request_without_secrets(
     fresh_daemon: Callable[..., StandaloneDaemon],
 ) -> None:
-    import json
-
     daemon = fresh_daemon(audit_fsync_interval_seconds=0)
     with daemon.connect() as client:
         certificate = _origin(client)
@@ -332,14 +432,17 @@ def test_audit_log_has_one_line_per_request_without_secrets(
         client.derive_batch([DeriveRequest((certificate.frame_id,), DIGEST_B)] * 3)
     lines = [json.loads(line) for line in daemon.audit_log_path.read_text().splitlines()]
     ops = [line["op"] for line in lines]
-    assert ops[-5:] == [
+    assert ops[-6:] == [
         "health",
         "authorize_construct",
         "redeem_grant",
         "verify_seal",
         "derive_batch",
+        "retire",
     ]
-    assert lines[-1]["count"] == 3
+    assert lines[-2]["count"] == 3
+    # Closing the client retired the four frames it had made.
+    assert lines[-1]["retired"] == 4
     text = daemon.audit_log_path.read_text()
     assert certificate.seal.hex() not in text
     assert daemon.session_key_path.read_bytes().hex() not in text

@@ -9,6 +9,7 @@ sent; the new greeting must show the same boot id, or every seal is void and
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -57,6 +58,8 @@ DEFAULT_OP_TIMEOUT: Final = 30.0
 _RECEIVE_CHUNK: Final = 65536
 _IDLE_CHECK_AFTER: Final = 1.0
 """Seconds of silence after which the connection is checked for a daemon-side close first."""
+_RETIRE_ON_CLOSE_TIMEOUT: Final = 2.0
+"""Seconds a closing client waits for its frames to be retired; an exit is never held longer."""
 _LEVELS_BY_RANK: Final = tuple(sorted(SecurityLevel, key=lambda level: level.rank))
 _CERTIFICATE_LIMITS: Final = Limits(max_batch=0, max_record_bytes=0)
 """A certificate has no list or record field, so no configured limit applies to it."""
@@ -112,6 +115,8 @@ class SidecarClient(SealAuthority):
         self._last_used = 0.0
         self._fatal: SecurityError | None = None
         self._closed = False
+        self._issued: set[str] = set()
+        """Frames this client had registered and not yet retired: retired when it closes."""
         with self._lock:
             self._open_connection()
 
@@ -206,6 +211,7 @@ class SidecarClient(SealAuthority):
         certificate = _certificate(result, audit_id)
         if certificate.level != grant.level or certificate.digest != grant.digest:
             raise DaemonProtocolError("daemon redeemed a grant for a different level or digest")
+        self._issued.add(certificate.frame_id)
         return certificate
 
     def derive(
@@ -213,7 +219,9 @@ class SidecarClient(SealAuthority):
     ) -> FrameCertificate:
         request = DeriveRequest(tuple(parent_ids), digest, floor)
         result, audit_id = self._call("derive", _derive_args(request))
-        return _checked_derivation(_certificate(result, audit_id), request)
+        certificate = _checked_derivation(_certificate(result, audit_id), request)
+        self._issued.add(certificate.frame_id)
+        return certificate
 
     def derive_batch(self, requests: Sequence[DeriveRequest]) -> list[FrameCertificate]:
         certificates: list[FrameCertificate] = []
@@ -228,6 +236,7 @@ class SidecarClient(SealAuthority):
                 _checked_derivation(certificate, request)
                 for certificate, request in zip(_certificates(items, audit_id), chunk, strict=True)
             )
+            self._issued.update(c.frame_id for c in certificates[-len(chunk) :])
         return certificates
 
     def verify_seal(self, certificate: FrameCertificate) -> int:
@@ -246,6 +255,7 @@ class SidecarClient(SealAuthority):
     def retire(self, frame_ids: Sequence[str]) -> None:
         for chunk in self._chunks(list(frame_ids), lambda frame_id: len(frame_id) + 2):
             self._call("retire", {"frame_ids": list(chunk)})
+            self._issued.difference_update(chunk)
 
     # --- beyond the interface ------------------------------------------------------------
 
@@ -268,6 +278,17 @@ class SidecarClient(SealAuthority):
         return result
 
     def close(self) -> None:
+        """Retire the frames this client registered, then disconnect.
+
+        A frame lives as long as the client that made it: a daemon serving many runs would
+        otherwise fill its live-frame table, and refuse an origin frame at a lower level for
+        content a finished run once held higher. Retiring is best effort; a daemon that cannot be
+        reached loses its frames when it restarts anyway.
+        """
+        if self._issued and not self._closed and self._fatal is None:
+            self._op_timeout = min(self._op_timeout, _RETIRE_ON_CLOSE_TIMEOUT)
+            with contextlib.suppress(SecurityError):
+                self.retire(sorted(self._issued))
         with self._lock:
             self._closed = True
             self._disconnect()

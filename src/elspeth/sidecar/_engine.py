@@ -142,6 +142,8 @@ class SealEngine:
         self._audit_counter = itertools.count(1)
         self._frames: dict[str, tuple[int, bytes]] = {}
         """Live frames: id -> (level rank, digest)."""
+        self._ranks_by_digest: dict[bytes, collections.Counter[int]] = {}
+        """Live frames' level ranks per digest, counted so that retiring one copy keeps the rest."""
         self._grants: dict[bytes, _Grant] = {}
         self.counters = Counters()
 
@@ -178,15 +180,41 @@ class SealEngine:
     def _seal(self, frame_id: str, rank: int, digest: bytes) -> bytes:
         return self._seal_mac.mac(seal_mac_input(frame_id, rank, digest))
 
+    def _live_level_above(self, rank: int, digest: bytes) -> str | None:
+        """The highest level above ``rank`` at which ``digest`` is live, if there is one."""
+        ranks = self._ranks_by_digest.get(digest)
+        highest = max(ranks) if ranks else -1
+        return _LEVEL_NAMES[highest] if highest > rank else None
+
+    def _refuse_downgrade(self, rank: int, digest: bytes) -> None:
+        # The same bytes cannot be both SECRET and OFFICIAL: an origin frame whose content is a
+        # live frame's at a higher level is that frame relabelled, whatever the caller meant.
+        higher = self._live_level_above(rank, digest)
+        if higher is not None:
+            raise Refusal(
+                ErrorCode.DOWNGRADE_REFUSED,
+                f"content {digest.hex()[:16]}… is live at {higher}: it cannot become an origin "
+                f"frame at {_LEVEL_NAMES[rank]}",
+            )
+
     def _register(self, rank: int, digest: bytes) -> dict[str, Any]:
         frame_id = f"{self._frame_id_prefix}{next(self._frame_counter)}"
         self._frames[frame_id] = (rank, digest)
+        self._ranks_by_digest.setdefault(digest, collections.Counter())[rank] += 1
         return {
             "frame_id": frame_id,
             "level": rank,
             "digest": digest,
             "seal": self._seal_mac.mac(seal_mac_input(frame_id, rank, digest)),
         }
+
+    def _forget_rank(self, rank: int, digest: bytes) -> None:
+        ranks = self._ranks_by_digest[digest]
+        ranks[rank] -= 1
+        if not ranks[rank]:
+            del ranks[rank]
+        if not ranks:
+            del self._ranks_by_digest[digest]
 
     def _require_frame_room(self, count: int) -> None:
         if len(self._frames) + count > self._max_live_frames:
@@ -241,6 +269,7 @@ class SealEngine:
         rank: int = args["level"]
         digest: bytes = args["digest"]
         self._check_ceiling(rank)
+        self._refuse_downgrade(rank, digest)
         if len(self._grants) >= self._max_grants and not self.expire_grants():
             raise Refusal(
                 ErrorCode.LIMIT,
@@ -275,6 +304,8 @@ class SealEngine:
         if grant.expires_at <= self._clock():
             self.counters.grants_expired += 1
             raise Refusal(ErrorCode.GRANT_EXPIRED, "grant expired before it was redeemed")
+        # Checked again: the higher frame may have been registered after the grant was issued.
+        self._refuse_downgrade(grant.rank, grant.digest)
         self._require_frame_room(1)
         result = self._register(grant.rank, grant.digest)
         self.counters.frames_issued += 1
@@ -285,6 +316,10 @@ class SealEngine:
     def derive(self, args: Mapping[str, Any]) -> HandlerResult:
         rank = self._derived_rank(args)
         self._require_frame_room(1)
+        # Not refused, unlike a construction: a derived level comes from the parents, and the same
+        # content is legitimately derived at two levels (an experiment with a floor and one
+        # without, over the same data). The audit record lets a reviewer see it.
+        higher_copy = self._live_level_above(rank, args["digest"])
         result = self._register(rank, args["digest"])
         self.counters.frames_issued += 1
         audit = {
@@ -293,6 +328,8 @@ class SealEngine:
             "level": _LEVEL_NAMES[rank],
             "digest": args["digest"].hex(),
         }
+        if higher_copy is not None:
+            audit["live_at_higher_level"] = higher_copy
         return result, audit
 
     def derive_batch(self, args: Mapping[str, Any]) -> HandlerResult:
@@ -301,8 +338,12 @@ class SealEngine:
         # registered, so a refused batch leaves no partial state behind.
         ranks = [self._derived_rank(item) for item in items]
         self._require_frame_room(len(items))
+        pairs = list(zip(ranks, items, strict=True))
+        higher_copies = sum(
+            self._live_level_above(rank, item["digest"]) is not None for rank, item in pairs
+        )
         register = self._register
-        results = [register(rank, item["digest"]) for rank, item in zip(ranks, items, strict=True)]
+        results = [register(rank, item["digest"]) for rank, item in pairs]
         self.counters.frames_issued += len(results)
         audit = {
             "count": len(results),
@@ -310,6 +351,8 @@ class SealEngine:
             "last_frame_id": results[-1]["frame_id"],
             "highest_level": _LEVEL_NAMES[max(ranks)],
         }
+        if higher_copies:
+            audit["live_at_higher_level"] = higher_copies
         return {"items": results}, audit
 
     def verify_seal(self, args: Mapping[str, Any]) -> HandlerResult:
@@ -334,7 +377,9 @@ class SealEngine:
     def retire(self, args: Mapping[str, Any]) -> HandlerResult:
         retired = 0
         for frame_id in args["frame_ids"]:
-            if self._frames.pop(frame_id, None) is not None:
+            registration = self._frames.pop(frame_id, None)
+            if registration is not None:
+                self._forget_rank(*registration)
                 retired += 1
         self.counters.frames_retired += retired
         return {"retired": retired}, {"frame_ids": list(args["frame_ids"]), "retired": retired}

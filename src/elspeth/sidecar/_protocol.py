@@ -67,6 +67,7 @@ class ErrorCode(enum.StrEnum):
     SEAL_INVALID = "seal_invalid"
     CHECKPOINT_INVALID = "checkpoint_invalid"
     LEVEL_REFUSED = "level_refused"
+    DOWNGRADE_REFUSED = "downgrade_refused"
     LIMIT = "limit"
     INTERNAL = "internal"
 
