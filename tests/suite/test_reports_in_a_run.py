@@ -128,8 +128,16 @@ def test_a_run_writes_reports_and_a_bundle_a_third_party_can_verify(
     bundle_manifest = json.loads(members["MANIFEST.json"])
     assert bundle_manifest["classification"] == "OFFICIAL"
     events = audit_events(run_dir)
-    written = [e for e in events if e["event"] == "report_written"]
-    assert [e["sink"] for e in written] == [*REPORTS, "bundle"]
+    written = [e for e in events if e["event"] == "output_written"]
+    reports = [e for e in written if e["component"].startswith("report:")]
+    assert [e["sink"] for e in reports] == [*REPORTS, "bundle"]
+    # Every output, frames and reports alike, is recorded in one shape.
+    assert {frozenset(e) for e in written} == {
+        frozenset(
+            {"ts", "run", "event", "component", "sink", "output", "format", "level", "rows"}
+            | {"seal_audit_ids"}
+        )
+    }
 
 
 def test_a_tampered_bundle_from_a_run_fails_verification(

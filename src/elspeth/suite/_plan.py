@@ -1,4 +1,11 @@
-"""The suite as the clearance plan sees it: one chain per experiment, plus comparisons.
+"""The suite as a program of steps; the clearance plan is computed from the same steps.
+
+Building the plan yields, per experiment, its ordered steps (LLM → row plugins → aggregators →
+sinks), then the comparisons and their sinks, then the suite-level reports. Each step carries
+its component id, the levels the clearance plan computed for what it receives and what it
+produces, and what it runs. The runner walks these steps and nothing else: no component is
+looked up by a name the plan did not hand out, and :meth:`Step.expect` is the one place a
+frame's level is held against the plan's prediction.
 
 Plugin components take the stricter of what the settings declare and what the plugin itself
 declares: the lower clearance and the higher floor. The plan therefore predicts exactly the
@@ -7,15 +14,20 @@ levels the workers will produce.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from elspeth.config import Experiment, PluginSettings, Suite
-from elspeth.orchestrator import PluginInfo
+from elspeth.orchestrator import PluginInfo, PluginRuntime, RuntimeLevelMismatchError, StepResult
+from elspeth.plugins import PluginKind
 from elspeth.security import (
     ClearancePlan,
     ComponentSpec,
     PipelineSpec,
+    PlanEntry,
+    SecureDataFrame,
+    SecurityLevel,
     build_clearance_plan,
     join,
 )
@@ -23,33 +35,95 @@ from elspeth.security import (
 DATASOURCE = "datasource"
 
 
-def llm_component(experiment: str) -> str:
-    return f"{experiment}/llm"
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One component of the plan: its id and the levels the plan computed for it."""
+
+    component: str
+    incoming: SecurityLevel
+    """The level of what reaches the component; worker pools are keyed by it."""
+    produces: SecurityLevel
+    """The level of what the component emits; a frame it produces must carry exactly this."""
+
+    def expect(self, frame: SecureDataFrame) -> SecureDataFrame:
+        """``frame``, if its level is the one the plan predicted; else the run stops."""
+        if frame.security_level != self.produces:
+            raise RuntimeLevelMismatchError(
+                f"frame {frame.frame_id} is {frame.security_level} but the plan computed "
+                f"{self.produces} for {self.component}; this is an internal error, the run stops"
+            )
+        return frame
 
 
-def plugin_component(experiment: str, plugin: str) -> str:
-    return f"{experiment}/{plugin}"
+@dataclass(frozen=True, slots=True)
+class PluginStep(Step):
+    """A plugin instance (settings key ``instance``) run in a worker."""
+
+    instance: str
+    settings: PluginSettings
+    kind: PluginKind
+
+    def run(
+        self, runtime: PluginRuntime, frames: Sequence[SecureDataFrame], chunk_id: str
+    ) -> StepResult:
+        """Run the plugin over ``frames``; every frame it produced is checked against the plan."""
+        result = runtime.run(
+            self.settings.plugin,
+            self.settings.params,
+            frames,
+            chunk_id=chunk_id,
+            plan_level=self.incoming,
+        )
+        for frame in result.produced:
+            self.expect(frame)
+        return result
 
 
-def sink_component(experiment: str, sink: str) -> str:
-    return f"{experiment}/sink:{sink}"
+@dataclass(frozen=True, slots=True)
+class SinkStep(Step):
+    """A frame sink (settings key ``sink``) that writes what its inputs produced."""
+
+    sink: str
 
 
-def comparison_component(comparison: str, variant: str) -> str:
-    return f"compare/{comparison}:{variant}"
+@dataclass(frozen=True, slots=True)
+class ReportStep(Step):
+    """A suite-level report sink: it sees every experiment and every comparison."""
+
+    sink: str
 
 
-def comparison_sink_component(comparison: str, variant: str, sink: str) -> str:
-    return f"compare/{comparison}:{variant}/sink:{sink}"
+@dataclass(frozen=True, slots=True)
+class ExperimentSteps:
+    """One experiment's program: the model's stage, then each chunk through the row plugins,
+    then the aggregators over every chunk, then the sinks."""
+
+    experiment: Experiment
+    llm: Step
+    row_plugins: tuple[PluginStep, ...]
+    aggregators: tuple[PluginStep, ...]
+    sinks: tuple[SinkStep, ...]
+
+    @property
+    def rows(self) -> Step:
+        """The step whose output is the experiment's result rows."""
+        return self.row_plugins[-1] if self.row_plugins else self.llm
 
 
-def report_component(sink: str) -> str:
-    return f"report:{sink}"
+@dataclass(frozen=True, slots=True)
+class ComparisonSteps:
+    """One comparison of one variant against the baseline, and the sinks that write it."""
+
+    comparison: str
+    baseline: str
+    variant: str
+    plugin: PluginStep
+    sinks: tuple[SinkStep, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SuitePlan:
-    """The clearance plan plus the name of the last row stage of every experiment.
+    """The clearance plan and the steps it was computed from.
 
     From :meth:`SuiteRunner.validate` it also says what validation had to start (``started``,
     e.g. ``("1 catalog worker (to check plugin parameters)",)``; empty when nothing was) and
@@ -57,7 +131,10 @@ class SuitePlan:
     """
 
     plan: ClearancePlan
-    last_row_stage: Mapping[str, str]
+    load: Step
+    experiments: tuple[ExperimentSteps, ...]
+    comparisons: tuple[ComparisonSteps, ...]
+    reports: tuple[ReportStep, ...]
     started: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -71,103 +148,160 @@ class SuitePlan:
         return "started: " + "; ".join(parts)
 
 
-def _plugin_spec(
-    name: str, settings: PluginSettings, info: PluginInfo, inputs: tuple[str, ...]
-) -> ComponentSpec:
-    clearance = min(settings.clearance, info.clearance, key=lambda level: level.rank)
-    floors = [f for f in (settings.output_floor, info.output_floor) if f is not None]
-    return ComponentSpec(
-        name=name,
-        kind=info.kind.value,
-        clearance=clearance,
-        inputs=inputs,
-        output_floor=join(*floors) if floors else None,
-    )
-
-
 def build_suite_plan(suite: Suite, infos: Mapping[str, PluginInfo]) -> SuitePlan:
     """``infos`` maps each plugin instance name (settings key) to its worker's description."""
-    settings = suite.settings
-    components: list[ComponentSpec] = [settings.datasource.component_spec(DATASOURCE)]
-    last: dict[str, str] = {}
-    # Everything a suite-level report shows: each experiment's rows and aggregates, and every
-    # comparison. A report is cleared for all of it or refused before any data is read.
-    reported: list[str] = []
-    for experiment in suite.experiments:
-        components.extend(_experiment_chain(suite, experiment, infos, last))
-        reported.append(last[experiment.name])
-        reported.extend(plugin_component(experiment.name, a) for a in experiment.aggregators)
-    baseline = suite.baseline.name
-    for comparison in settings.defaults.comparisons:
-        for variant in suite.experiments:
-            if variant.baseline:
-                continue
-            name = comparison_component(comparison, variant.name)
-            reported.append(name)
-            inputs = (last[baseline], last[variant.name])
-            components.append(
-                _plugin_spec(name, settings.plugins[comparison], infos[comparison], inputs)
+    return _Planner(suite, infos).build()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A step whose component is in the plan being built, waiting for the plan's levels."""
+
+    step_type: type[Step]
+    component: str
+    fields: Mapping[str, Any]
+
+    def bind(self, entries: Mapping[str, PlanEntry]) -> Any:
+        entry = entries[self.component]
+        return self.step_type(
+            component=self.component,
+            incoming=entry.incoming,
+            produces=entry.outgoing,
+            **self.fields,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingExperiment:
+    experiment: Experiment
+    llm: _Pending
+    row_plugins: tuple[_Pending, ...]
+    aggregators: tuple[_Pending, ...]
+    sinks: tuple[_Pending, ...]
+
+    @property
+    def rows(self) -> str:
+        return (self.row_plugins[-1] if self.row_plugins else self.llm).component
+
+
+class _Planner:
+    """Adds component specs in dependency order, then binds each step to the plan's levels."""
+
+    def __init__(self, suite: Suite, infos: Mapping[str, PluginInfo]) -> None:
+        self.suite = suite
+        self.infos = infos
+        self.specs: list[ComponentSpec] = []
+
+    def build(self) -> SuitePlan:
+        settings = self.suite.settings
+        load = self._add(Step, settings.datasource.component_spec(DATASOURCE))
+        experiments = [self._experiment(experiment) for experiment in self.suite.experiments]
+        rows_of = {pending.experiment.name: pending.rows for pending in experiments}
+        comparisons = [
+            (comparison, variant.name, *self._comparison(comparison, variant.name, rows_of))
+            for comparison in settings.defaults.comparisons
+            for variant in self.suite.experiments
+            if not variant.baseline
+        ]
+        # Everything a suite-level report shows: each experiment's rows and aggregates, and
+        # every comparison. A report is cleared for all of it or refused before any data is read.
+        reported = [
+            *(
+                name
+                for pending in experiments
+                for name in (pending.rows, *(a.component for a in pending.aggregators))
+            ),
+            *(plugin.component for _, _, plugin, _ in comparisons),
+        ]
+        reports = [
+            self._add(
+                ReportStep,
+                self.suite.report_sink(sink).component_spec(f"report:{sink}", tuple(reported)),
+                sink=sink,
             )
-            components.extend(
-                ComponentSpec(
-                    comparison_sink_component(comparison, variant.name, sink),
-                    "sink",
-                    settings.sinks[sink].clearance,
-                    inputs=(name,),
+            for sink in settings.reports
+        ]
+        plan = build_clearance_plan(PipelineSpec(tuple(self.specs)))
+        entries = {entry.component.name: entry for entry in plan.entries}
+
+        def bind_all(pendings: Sequence[_Pending]) -> tuple[Any, ...]:
+            return tuple(pending.bind(entries) for pending in pendings)
+
+        return SuitePlan(
+            plan=plan,
+            load=load.bind(entries),
+            experiments=tuple(
+                ExperimentSteps(
+                    experiment=pending.experiment,
+                    llm=pending.llm.bind(entries),
+                    row_plugins=bind_all(pending.row_plugins),
+                    aggregators=bind_all(pending.aggregators),
+                    sinks=bind_all(pending.sinks),
                 )
-                for sink in suite.comparison_sinks
-            )
-    components.extend(
-        suite.report_sink(sink).component_spec(report_component(sink), tuple(reported))
-        for sink in settings.reports
-    )
-    return SuitePlan(build_clearance_plan(PipelineSpec(tuple(components))), last)
+                for pending in experiments
+            ),
+            comparisons=tuple(
+                ComparisonSteps(
+                    comparison=comparison,
+                    baseline=self.suite.baseline.name,
+                    variant=variant,
+                    plugin=plugin.bind(entries),
+                    sinks=bind_all(sinks),
+                )
+                for comparison, variant, plugin, sinks in comparisons
+            ),
+            reports=bind_all(reports),
+        )
 
+    def _add(self, step_type: type[Step], spec: ComponentSpec, **fields: Any) -> _Pending:
+        self.specs.append(spec)
+        return _Pending(step_type, spec.name, fields)
 
-def _experiment_chain(
-    suite: Suite,
-    experiment: Experiment,
-    infos: Mapping[str, PluginInfo],
-    last: dict[str, str],
-) -> list[ComponentSpec]:
-    settings = suite.settings
-    model = settings.models[experiment.model]
-    chain = [
-        ComponentSpec(
-            llm_component(experiment.name),
-            "llm",
-            model.clearance,
-            inputs=(DATASOURCE,),
+    def _plugin(self, name: str, instance: str, inputs: tuple[str, ...]) -> _Pending:
+        settings = self.suite.settings.plugins[instance]
+        info = self.infos[instance]
+        clearance = min(settings.clearance, info.clearance, key=lambda level: level.rank)
+        floors = [f for f in (settings.output_floor, info.output_floor) if f is not None]
+        spec = ComponentSpec(
+            name=name,
+            kind=info.kind.value,
+            clearance=clearance,
+            inputs=inputs,
+            output_floor=join(*floors) if floors else None,
         )
-    ]
-    for plugin in experiment.row_plugins:
-        chain.append(
-            _plugin_spec(
-                plugin_component(experiment.name, plugin),
-                settings.plugins[plugin],
-                infos[plugin],
-                (chain[-1].name,),
-            )
+        return self._add(PluginStep, spec, instance=instance, settings=settings, kind=info.kind)
+
+    def _sink(self, name: str, sink: str, inputs: tuple[str, ...]) -> _Pending:
+        clearance = self.suite.settings.sinks[sink].clearance
+        return self._add(SinkStep, ComponentSpec(name, "sink", clearance, inputs=inputs), sink=sink)
+
+    def _experiment(self, experiment: Experiment) -> _PendingExperiment:
+        name = experiment.name
+        model = self.suite.settings.models[experiment.model]
+        llm = self._add(
+            Step, ComponentSpec(f"{name}/llm", "llm", model.clearance, inputs=(DATASOURCE,))
         )
-    rows = chain[-1].name
-    last[experiment.name] = rows
-    aggregates = [
-        _plugin_spec(
-            plugin_component(experiment.name, plugin),
-            settings.plugins[plugin],
-            infos[plugin],
-            (rows,),
+        row_plugins: list[_Pending] = []
+        for plugin in experiment.row_plugins:
+            previous = row_plugins[-1] if row_plugins else llm
+            row_plugins.append(self._plugin(f"{name}/{plugin}", plugin, (previous.component,)))
+        rows = (row_plugins[-1] if row_plugins else llm).component
+        aggregators = tuple(
+            self._plugin(f"{name}/{plugin}", plugin, (rows,)) for plugin in experiment.aggregators
         )
-        for plugin in experiment.aggregators
-    ]
-    chain.extend(aggregates)
-    chain.extend(
-        ComponentSpec(
-            sink_component(experiment.name, sink),
-            "sink",
-            settings.sinks[sink].clearance,
-            inputs=(rows, *(a.name for a in aggregates)),
+        sink_inputs = (rows, *(a.component for a in aggregators))
+        sinks = tuple(
+            self._sink(f"{name}/sink:{sink}", sink, sink_inputs) for sink in experiment.sinks
         )
-        for sink in experiment.sinks
-    )
-    return chain
+        return _PendingExperiment(experiment, llm, tuple(row_plugins), aggregators, sinks)
+
+    def _comparison(
+        self, comparison: str, variant: str, rows_of: Mapping[str, str]
+    ) -> tuple[_Pending, tuple[_Pending, ...]]:
+        name = f"compare/{comparison}:{variant}"
+        inputs = (rows_of[self.suite.baseline.name], rows_of[variant])
+        plugin = self._plugin(name, comparison, inputs)
+        sinks = tuple(
+            self._sink(f"{name}/sink:{sink}", sink, (name,)) for sink in self.suite.comparison_sinks
+        )
+        return plugin, sinks
