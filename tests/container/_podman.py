@@ -19,11 +19,32 @@ BUILD_TIMEOUT = 1800.0
 RUN_TIMEOUT = 300.0
 
 
+#: What rootful podman and debootstrap need beyond uid 0: mounts and namespaces for every
+#: container, device nodes for a root file system. A container's default capability set (as in
+#: a CI runner's or a developer's container) drops both, and then every build errors.
+NEEDED_CAPABILITIES: dict[str, int] = {"CAP_SYS_ADMIN": 21, "CAP_MKNOD": 27}
+
+
+def missing_capabilities(status: Path = Path("/proc/self/status")) -> list[str]:
+    """The :data:`NEEDED_CAPABILITIES` this process does not hold in its effective set."""
+    for line in status.read_text().splitlines():
+        if line.startswith("CapEff:"):
+            effective = int(line.split()[1], 16)
+            return [name for name, bit in NEEDED_CAPABILITIES.items() if not effective >> bit & 1]
+    raise RuntimeError(f"{status} has no CapEff line")
+
+
 def unavailable() -> str | None:
     """Why the container tier cannot run here (or None)."""
     if os.geteuid() != 0:
         return (
             "needs root (podman, a debootstrap base image and containers.conf are set up as root)"
+        )
+    missing = missing_capabilities()
+    if missing:
+        return (
+            f"root here lacks {', '.join(missing)} (a container's default capabilities), which "
+            "podman and debootstrap need; run on a host or a --privileged container"
         )
     if shutil.which("podman") is None and shutil.which("apt-get") is None:
         return "podman is not installed and there is no apt-get to install it"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration import _provision, _sudo
-from tests.integration._processes import Account
+from tests.integration._processes import BASE_ENVIRONMENT, Account, JsonLines, stop_process
 
 HERE = Path(__file__).resolve().parent
 HELPER_SCRIPTS = HERE / "run_as"
@@ -44,6 +44,9 @@ class Tier:
     #: Private to appplugin (0700, root mode only): keys given to it on purpose.
     appplugin_dir: Path | None
     sudo_listing: str
+    #: Whether this process may open ``/proc/<pid>/environ`` of a worker (a non-dumpable process
+    #: of another user): root with CAP_SYS_PTRACE only. See :func:`reads_environ_of`.
+    reads_worker_environ: bool
 
     def script(self, name: str) -> Path:
         return self.home / "bin" / name
@@ -75,6 +78,76 @@ def _sudo_listing(user: Account) -> str:
         **user.process_options(),
     )
     return done.stdout + done.stderr
+
+
+#: Run as the worker user: become non-dumpable as the sandbox makes a worker, say so, then wait
+#: for stdin to close (so the parent decides when it exits; no sleeping).
+_NON_DUMPABLE_CHILD = """
+import ctypes, json, sys
+libc = ctypes.CDLL(None, use_errno=True)
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 or libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0:
+    sys.exit(f"PR_SET_DUMPABLE 0 failed: errno {ctypes.get_errno()}")
+sys.stdout.write(json.dumps({"event": "ready"}) + "\\n")
+sys.stdout.flush()
+sys.stdin.read()
+"""
+_PROBE_MARKER = "ELSPETH_TIER_ENVIRON_PROBE"
+_PROBE_TIMEOUT = 30.0
+
+
+def reads_environ_of(account: Account) -> bool:
+    """Whether this process can read ``/proc/<pid>/environ`` of a non-dumpable process of
+    ``account``, found by trying once on a real one.
+
+    Reading another user's environment takes CAP_SYS_PTRACE even for root, and a container's
+    default capability set (podman's, docker's) drops it; a user namespace, Yama or an LSM can
+    refuse it too, so the capability bits alone would not tell. The worker tests then rely on
+    what each worker reports of its own environment, and keep the outside read as an extra
+    check where it is possible.
+    """
+    child = subprocess.Popen(
+        [str(_provision.DEBIAN_PYTHON), "-I", "-S", "-c", _NON_DUMPABLE_CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd="/",
+        env={**BASE_ENVIRONMENT, _PROBE_MARKER: "1"},
+        close_fds=True,
+        **account.process_options(),
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
+    messages = JsonLines(child)
+    try:
+        try:
+            messages.next(_PROBE_TIMEOUT)
+        except AssertionError as error:
+            stop_process(child)
+            raise _provision.ProvisionError(
+                f"the non-dumpable probe process of {account.name} did not start: {error}; "
+                f"stderr: {child.stderr.read().decode('utf-8', 'replace')[-2000:]}"
+            ) from None
+        try:
+            block = Path(f"/proc/{child.pid}/environ").read_bytes()
+        except PermissionError:
+            return False
+        # Readable, so it must be the probe's own block; anything else is a broken premise.
+        if f"{_PROBE_MARKER}=1\0".encode() not in block:
+            raise _provision.ProvisionError(
+                f"/proc/{child.pid}/environ of the probe process does not hold its environment"
+            )
+        return True
+    finally:
+        messages.close()
+        child.stdin.close()  # its read returns, so it exits by itself
+        try:
+            child.wait(_PROBE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            stop_process(child)
+        child.stdout.close()
+        child.stderr.close()
 
 
 def image_tier_unavailable() -> str | None:
@@ -116,6 +189,7 @@ def root_tier() -> Iterator[Tier]:
                 appuser_dir=appuser_dir,
                 appplugin_dir=appplugin_dir,
                 sudo_listing=_sudo_listing(orchestrator),
+                reads_worker_environ=reads_environ_of(worker),
             )
         finally:
             _provision.remove_sudoers_rule()
@@ -151,6 +225,8 @@ def image_tier() -> Iterator[Tier]:
             appuser_dir=appuser_dir,
             appplugin_dir=None,
             sudo_listing=listing,
+            # appuser may never read appplugin's environment; that is one of the properties.
+            reads_worker_environ=False,
         )
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -57,7 +57,8 @@ def orchestrator_secrets() -> dict[str, str]:
 @dataclass
 class DriverRun:
     result: dict[str, Any]
-    #: pid -> the worker's original environment block as root read it; None in the image.
+    #: pid -> the worker's original environment block as root read it from outside; None where
+    #: nobody may (the image, or root without CAP_SYS_PTRACE: see ``Tier.reads_worker_environ``).
     environ_blocks: dict[int, bytes] | None
     secrets: dict[str, str]
     driver_output: str
@@ -65,7 +66,7 @@ class DriverRun:
 
 def run_driver(tier: Tier, daemon: DaemonHandle, scenario: str, **settings: Any) -> DriverRun:
     """Run the orchestrator driver as ``appuser``; while it pauses with live workers, read their
-    environment blocks from outside (root only: nobody else may)."""
+    environment blocks from outside where this process may (root with CAP_SYS_PTRACE only)."""
     leaked = orchestrator_secrets()
     config = {
         "scenario": scenario,
@@ -102,7 +103,7 @@ def run_driver(tier: Tier, daemon: DaemonHandle, scenario: str, **settings: Any)
     try:
         message = messages.next(DRIVER_TIMEOUT)
         if message["event"] == "paused":
-            if tier.is_root:
+            if tier.reads_worker_environ:
                 blocks = {
                     pid: Path(f"/proc/{pid}/environ").read_bytes() for pid in message["worker_pids"]
                 }
@@ -187,22 +188,36 @@ def test_worker_holds_only_descriptors_0_1_2(isolation: DriverRun) -> None:
     assert list(descriptors) == ["0", "1", "2"], descriptors
 
 
+def own_environ_blocks(run: DriverRun) -> dict[int, bytes]:
+    """pid -> the environment block each worker read from its own memory at run time."""
+    reports = {
+        run.result["facts"]["identity"]["pid"]: run.result["facts"]["environ_block"],
+        run.result["other_worker"]["pid"]: run.result["other_worker"]["environ_block"],
+    }
+    assert all("ok" in outcome for outcome in reports.values()), reports
+    return {pid: base64.b64decode(outcome["ok"]) for pid, outcome in reports.items()}
+
+
 def test_worker_environment_holds_only_allow_listed_names(tier: Tier, isolation: DriverRun) -> None:
     """Even with the session key, cloud credentials and API keys in the orchestrator's
-    environment. As root the original environment block of each live worker is read from
-    ``/proc/<pid>/environ`` (a non-dumpable ``appplugin`` process cannot read its own, and no
-    other user may); in the image the worker's own start-up report stands in for it."""
+    environment. Each worker reports the environment block it was started with, read from its
+    own memory (a non-dumpable ``appplugin`` process cannot open its own
+    ``/proc/self/environ``, and no other user may); where this process can also read the live
+    workers' ``/proc/<pid>/environ`` from outside (root with CAP_SYS_PTRACE, which a
+    container's default capabilities drop), that must be the same bytes."""
     facts = facts_of(isolation)
     values = list(isolation.secrets.values())
     assert facts["own_environ_block"] == {"errno": "EACCES"}
+    blocks = own_environ_blocks(isolation)
+    assert len(blocks) == 2
+    for block in blocks.values():
+        names = environment_names(block)
+        assert "PATH" in names
+        assert names <= set(ALLOWED_ENVIRONMENT), names - set(ALLOWED_ENVIRONMENT)
+        assert not [value for value in values if value.encode() in block]
+        assert b"USER=appplugin\0" in block
     if isolation.environ_blocks is not None:
-        assert len(isolation.environ_blocks) == 2
-        for block in isolation.environ_blocks.values():
-            names = environment_names(block)
-            assert "PATH" in names
-            assert names <= set(ALLOWED_ENVIRONMENT), names - set(ALLOWED_ENVIRONMENT)
-            assert not [value for value in values if value.encode() in block]
-            assert b"USER=appplugin\0" in block
+        assert isolation.environ_blocks == blocks
     for worker in isolation.result["workers"]:
         assert set(worker["sandbox"]["environment_names"]) <= set(ALLOWED_ENVIRONMENT)
     assert set(facts["environment"]) <= set(ALLOWED_ENVIRONMENT)

@@ -7,6 +7,8 @@ the test decides what is right. Standard library only besides the plugin API and
 
 from __future__ import annotations
 
+import base64
+import ctypes
 import errno
 import json
 import os
@@ -100,20 +102,41 @@ def identity() -> dict[str, Any]:
     }
 
 
+def original_environ_block() -> str:
+    """The environment block the kernel laid out at ``execve``, read from this process's own
+    memory (base64): the very bytes ``/proc/<pid>/environ`` shows from outside.
+
+    A non-dumpable worker may not open its own ``/proc/self/environ`` (it belongs to root then),
+    and only root with CAP_SYS_PTRACE may open another user's, which a container's default
+    capabilities do not grant; but ``/proc/self/stat`` still gives a process the block's bounds,
+    and its own memory is always its to read. Unlike ``os.environ``, this shows what the worker
+    was started with even if something removed a variable from ``os.environ`` afterwards.
+    """
+    with open("/proc/self/stat", "rb") as handle:
+        # After the parenthesised command name come fields 3 onwards (proc(5) numbers from 1);
+        # env_start and env_end are fields 50 and 51.
+        fields = handle.read().rpartition(b")")[2].split()
+    start, end = int(fields[50 - 3]), int(fields[51 - 3])
+    if not 0 < start < end:
+        raise OSError(errno.ENODATA, f"/proc/self/stat gives no environment bounds: {start}, {end}")
+    return base64.b64encode(ctypes.string_at(start, end - start)).decode()
+
+
 def report(proxy: FrameProxy, facts: dict[str, Any]) -> None:
     view = proxy.get_view()
     proxy.replace_data(pd.DataFrame({"report": [json.dumps(facts)]}), view.version)
 
 
 class WorkerIdentity(Plugin):
-    """Reports who and where the worker is (the other worker's pid, for the probe)."""
+    """Reports who and where the worker is (the other worker's pid, for the probe), and the
+    environment it was started with."""
 
     name = "worker_identity"
     kind = PluginKind.ROW_PLUGIN
     clearance = SecurityLevel.SECRET
 
     def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
-        report(proxies[0], identity())
+        report(proxies[0], {**identity(), "environ_block": attempt(original_environ_block)})
 
 
 class IsolationParameters(pydantic.BaseModel):
@@ -148,6 +171,7 @@ class IsolationProbe(Plugin):
             "descriptors": open_descriptors(),
             "environment": dict(os.environ),
             "own_environ_block": attempt(read_bytes, "/proc/self/environ"),
+            "environ_block": attempt(original_environ_block),
             "sidecar_modules": sorted(name for name in sys.modules if "sidecar" in name),
             "read_session_key": attempt(read_bytes, params.session_key_path),
             "connect_daemon": attempt(connect_unix, params.socket_path),

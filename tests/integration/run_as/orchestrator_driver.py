@@ -80,7 +80,9 @@ def files_in(directory: Path) -> dict[str, dict[str, Any]]:
 
 
 def make_frame(client: SidecarClient, level: SecurityLevel) -> SecureDataFrame:
-    data = pd.DataFrame({"value": [1, 2, 3], "text": ["a", "b", "c"]})
+    # Content of its own per level: the daemon refuses an origin frame below a live frame of
+    # the same content (downgrade_refused), and one scenario makes frames at two levels.
+    data = pd.DataFrame({"value": [1, 2, 3], "text": ["a", "b", "c"], "level": level.name})
     return SecureDataFrame.create_from_datasource(data, level, client)
 
 
