@@ -120,6 +120,9 @@ class PluginSettings(_Strict):
     file_size_limit_bytes: int | None = Field(
         default=None, gt=0, description="This plugin's file-size limit; default: workers'."
     )
+    scratch_bytes: int | None = Field(
+        default=None, gt=0, description="This plugin's scratch-directory limit; default: workers'."
+    )
 
 
 class RateLimitSettings(_Strict):
@@ -196,6 +199,26 @@ class WorkerSettings(_Strict):
         gt=0,
         description="Largest file a worker may write, scratch included (RLIMIT_FSIZE).",
     )
+    scratch_bytes: int = Field(
+        default=256 * 1024**2,
+        gt=0,
+        description="Most a worker's scratch directory may hold, every entry at least 4 KiB.",
+    )
+    max_in_flight_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=64 * 1024,
+        description="Payload bytes held from all workers of a run together; at least "
+        "max_payload_bytes.",
+    )
+
+    @model_validator(mode="after")
+    def _in_flight_fits_a_payload(self) -> WorkerSettings:
+        if self.max_in_flight_bytes < self.max_payload_bytes:
+            raise ValueError(
+                f"max_in_flight_bytes ({self.max_in_flight_bytes}) must be at least "
+                f"max_payload_bytes ({self.max_payload_bytes})"
+            )
+        return self
 
 
 class SuiteSettings(_Strict):

@@ -63,7 +63,22 @@ def ipc_to_table(payload: Buffer) -> pa.Table:
     return table
 
 
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """``table`` as a DataFrame (string columns still point into its buffers). Its pandas
+    metadata comes from the worker too: metadata that does not describe the table raises
+    ``ValueError``, whichever way pandas or pyarrow trip over it."""
+    import pyarrow as pa
+
+    try:
+        frame: pd.DataFrame = table.to_pandas()
+    except (pa.ArrowException, KeyError, IndexError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"not a valid Arrow IPC stream: its pandas metadata does not describe it "
+            f"({type(error).__name__})"
+        ) from None
+    return frame
+
+
 def ipc_to_frame(payload: Buffer) -> pd.DataFrame:
     """:func:`ipc_to_table`, as a DataFrame (string columns still point into ``payload``)."""
-    frame: pd.DataFrame = ipc_to_table(payload).to_pandas()
-    return frame
+    return table_to_frame(ipc_to_table(payload))

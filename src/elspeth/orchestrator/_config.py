@@ -40,20 +40,27 @@ DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 * 1024**2
 only after its announced size passed this cap, so it bounds what one worker can make the
 orchestrator hold (the 1,000,000-row benchmark sends back an 8 MiB column)."""
 
+DEFAULT_MAX_IN_FLIGHT_BYTES: Final = 256 * 1024**2
+"""Payload bytes the orchestrator holds from all the workers of a run at once: read or being
+read and not yet consumed. Without it, each worker could make it hold a full payload at once."""
+
 DEFAULT_MEMORY_LIMIT_BYTES: Final = 2 * 1024**3
 DEFAULT_CPU_LIMIT_SECONDS: Final = 3600
 DEFAULT_FILE_SIZE_LIMIT_BYTES: Final = 256 * 1024**2
+DEFAULT_SCRATCH_BYTES: Final = 256 * 1024**2
 
 
 @dataclass(frozen=True)
 class WorkerLimits:
     """The per-plugin sandbox limits of a worker: ``RLIMIT_AS``, ``RLIMIT_CPU`` (CPU seconds over
-    the worker's life) and ``RLIMIT_FSIZE`` (the largest file it may write, scratch included).
-    Workers with other limits than the runtime's defaults get pools of their own."""
+    the worker's life), the largest file it may write (``file_size_limit_bytes``) and the most
+    its scratch directory may hold (``scratch_bytes``). Workers with other limits than the
+    runtime's defaults get pools of their own."""
 
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES
     cpu_limit_seconds: int = DEFAULT_CPU_LIMIT_SECONDS
     file_size_limit_bytes: int = DEFAULT_FILE_SIZE_LIMIT_BYTES
+    scratch_bytes: int = DEFAULT_SCRATCH_BYTES
 
     def __post_init__(self) -> None:
         bad = [
@@ -65,6 +72,12 @@ class WorkerLimits:
         ]
         if bad:
             raise ConfigurationError("invalid worker limits: " + "; ".join(bad))
+
+    @property
+    def fsize_rlimit(self) -> int:
+        """``RLIMIT_FSIZE``: no single file may be larger than the scratch directory may hold,
+        so the kernel refuses such a file at once instead of the scratch watcher later."""
+        return min(self.file_size_limit_bytes, self.scratch_bytes)
 
 
 def _default_scratch_root() -> Path:
@@ -96,11 +109,13 @@ class RuntimeConfig:
     kill_timeout: float = 10.0
     max_message_bytes: int = _wire.DEFAULT_MAX_MESSAGE_BYTES
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_in_flight_bytes: int = DEFAULT_MAX_IN_FLIGHT_BYTES
     stderr_cap_bytes: int = 1024 * 1024
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES
     cpu_limit_seconds: int = DEFAULT_CPU_LIMIT_SECONDS
     open_files_limit: int = 256
     file_size_limit_bytes: int = DEFAULT_FILE_SIZE_LIMIT_BYTES
+    scratch_bytes: int = DEFAULT_SCRATCH_BYTES
     processes_per_worker: int = 16
     plugin_dirs: tuple[Path, ...] = ()
     error_policies: Mapping[str, ErrorPolicy] = field(default_factory=dict)
@@ -122,10 +137,17 @@ class RuntimeConfig:
                 "cpu_limit_seconds",
                 "open_files_limit",
                 "file_size_limit_bytes",
+                "scratch_bytes",
                 "processes_per_worker",
             )
             if not getattr(self, name) > 0
         ]
+        if self.max_in_flight_bytes < self.max_payload_bytes:
+            problems.append(
+                f"max_in_flight_bytes ({self.max_in_flight_bytes}) must be at least "
+                f"max_payload_bytes ({self.max_payload_bytes}): a payload the cap allows must "
+                "fit when no other is in flight"
+            )
         if self.max_message_bytes < _wire.MIN_MAX_MESSAGE_BYTES:
             problems.append(
                 f"max_message_bytes must be at least {_wire.MIN_MAX_MESSAGE_BYTES}, "
@@ -167,6 +189,7 @@ class RuntimeConfig:
             memory_limit_bytes=self.memory_limit_bytes,
             cpu_limit_seconds=self.cpu_limit_seconds,
             file_size_limit_bytes=self.file_size_limit_bytes,
+            scratch_bytes=self.scratch_bytes,
         )
 
     def limits_for(self, plugin: str) -> WorkerLimits:
@@ -188,6 +211,13 @@ class RuntimeConfig:
     def reaper_command(self, pgid: int, scratch_dir: str) -> list[str]:
         return self._as_worker_user(
             [self.python, "-I", "-m", REAPER_MODULE, str(pgid), scratch_dir]
+        )
+
+    def scratch_watch_command(self, pgid: int, scratch_dir: str, limit: int) -> list[str]:
+        """The reaper in its watching mode: it must read the worker's scratch directory, so it
+        runs as the worker's user, and the reaper's sudoers rule already allows any arguments."""
+        return self._as_worker_user(
+            [self.python, "-I", "-m", REAPER_MODULE, "watch", str(pgid), scratch_dir, str(limit)]
         )
 
     def error_policy(self, plugin: str) -> ErrorPolicy:

@@ -1,7 +1,9 @@
 """One worker process as the orchestrator sees it: spawn, framed I/O with deadlines, kill.
 
 The channel is one end of a Unix socket pair, passed as the worker's stdin and stdout: the
-worker then has exactly descriptors 0, 1 and 2, and points 1 at stderr. The worker runs in a
+worker then has exactly descriptors 0, 1 and 2, and points 1 at stderr. Once the worker is ready,
+a scratch watcher (:mod:`._scratch_watch`) watches its scratch directory; every wait for the
+worker's next bytes is also a wait for the watcher to end. The worker runs in a
 new session (its group id is the pid of the process we started: sudo, or the worker itself in
 standalone mode). Killing goes through the reaper in sudo mode and straight to the group in
 standalone mode; either way the child is reaped only afterwards, so its pid (the group id) is not
@@ -15,6 +17,7 @@ import itertools
 import logging
 import os
 import secrets
+import select
 import socket
 import subprocess
 import time
@@ -27,6 +30,8 @@ from elspeth.orchestrator._arrow import allocate
 from elspeth.orchestrator._config import RuntimeConfig, SpawnMode, WorkerLimits
 from elspeth.orchestrator._errors import WorkerStartError
 from elspeth.orchestrator._groups import GroupKillError, remove_scratch_dir, terminate_group
+from elspeth.orchestrator._ipc_stream import CheckedStream, StreamExpectation, read_stream
+from elspeth.orchestrator._scratch_watch import ScratchWatcher
 from elspeth.orchestrator._stderr import StderrCapture, private_directory
 from elspeth.security import SecurityLevel
 from elspeth.sidecar._standalone import interrupts_deferred, write_owner_marker
@@ -52,17 +57,23 @@ class WorkerProcess:
         self.scratch_dir = str(config.scratch_root / f"worker-{secrets.token_hex(12)}")
         self.sandbox_report: dict[str, Any] = {}
         self.returncode: int | None = None
+        self.bytes_received = 0
+        """Every byte read from the worker's channel (what the tests of early refusals count)."""
+        self.scratch_watcher: ScratchWatcher | None = None
         self._stopped = False
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for end in (self._sock, child):
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER_BYTES)
             end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER_BYTES)
+        self._readable = select.poll()
+        self._readable.register(self._sock, select.POLLIN)
         log_dir = private_directory(config.log_dir)
         try:
             # No interrupt between making the scratch directory or the process and recording it.
             with interrupts_deferred():
                 self._spawn(child, log_dir)
             self._handshake()
+            self._watch_scratch()
         except BaseException:
             if getattr(self, "_popen", None) is not None:
                 self.stop(polite=False)
@@ -121,7 +132,7 @@ class WorkerProcess:
                 "address_space_bytes": self.limits.memory_limit_bytes,
                 "cpu_seconds": self.limits.cpu_limit_seconds,
                 "open_files": config.open_files_limit,
-                "file_size_bytes": self.limits.file_size_limit_bytes,
+                "file_size_bytes": self.limits.fsize_rlimit,
             },
             "plugin_dirs": [str(d) for d in config.plugin_dirs],
         }
@@ -163,6 +174,18 @@ class WorkerProcess:
                 self.level.name,
             )
 
+    def _watch_scratch(self) -> None:
+        """Start the watcher once the scratch directory exists (in sudo mode the worker makes it
+        while starting) and before any plugin code is imported."""
+        command = self.config.scratch_watch_command(
+            self.pgid, self.scratch_dir, self.limits.scratch_bytes
+        )
+        try:
+            self.scratch_watcher = ScratchWatcher(command)
+        except OSError as error:
+            raise WorkerStartError(f"cannot start a scratch watcher: {error}") from None
+        self._readable.register(self.scratch_watcher.fd, select.POLLIN)
+
     # --- framed I/O with deadlines -------------------------------------------------------
 
     def send(self, deadline: float, op: str, **fields: Any) -> None:
@@ -174,13 +197,22 @@ class WorkerProcess:
         self._send_all(_wire.frames_with_payload(op, payload, **fields), deadline)
 
     def receive(self, deadline: float) -> _wire.Message:
-        """The worker's next message, with its payload when its op carries one."""
-        return _wire.read_message(
+        """The worker's next message. A payload it announces (its size within the payload cap)
+        is left on the channel: read it with :meth:`receive_stream`, or stop the worker."""
+        return _wire.read_control(
             lambda view: self._read_into(view, deadline),
             _wire.ORCHESTRATOR_BOUND,
             max_message=self.config.max_message_bytes,
             max_payload=self.config.max_payload_bytes,
-            allocate=allocate,
+        )
+
+    def receive_stream(
+        self, deadline: float, size: int, expectation: StreamExpectation
+    ) -> CheckedStream:
+        """The ``size``-byte payload announced by the message just received, read message by
+        message; :class:`~._ipc_stream.StreamRefusedError` leaves the rest on the channel."""
+        return read_stream(
+            lambda view: self._read_into(view, deadline), allocate(size), expectation
         )
 
     def _send_all(self, frames: Iterable[_wire.Buffer], deadline: float) -> None:
@@ -191,11 +223,21 @@ class WorkerProcess:
     def _read_into(self, view: memoryview, deadline: float) -> None:
         filled, size = 0, view.nbytes
         while filled < size:
+            self._wait_readable(deadline)
             self._sock.settimeout(_remaining(deadline))
             count = self._sock.recv_into(view[filled:])
             if count == 0:
                 raise _wire.ChannelClosedError("the worker closed its channel")
             filled += count
+            self.bytes_received += count
+
+    def _wait_readable(self, deadline: float) -> None:
+        events = self._readable.poll(_remaining(deadline) * 1000)
+        if not events:
+            raise TimeoutError("deadline passed")
+        watcher = self.scratch_watcher
+        if watcher is not None and any(fd == watcher.fd for fd, _ in events):
+            raise _wire.ChannelClosedError("the worker's scratch watcher ended")
 
     # --- ending ----------------------------------------------------------------------------
 
@@ -214,6 +256,8 @@ class WorkerProcess:
             self._kill_group()
         except (GroupKillError, OSError, subprocess.SubprocessError) as error:
             log.error("worker %d (group %d) could not be killed: %s", self.number, self.pgid, error)
+        if self.scratch_watcher is not None:
+            self.scratch_watcher.stop(config.kill_timeout)
         self._sock.close()
         try:
             self.returncode = self._popen.wait(timeout=config.kill_timeout)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from elspeth.orchestrator._column_update import MisalignedUpdateError, with_columns
 from elspeth.orchestrator._errors import ProxyRefusedError, RuntimeLevelMismatchError
+from elspeth.orchestrator._ipc_stream import StreamExpectation
 from elspeth.security import (
     LevelParseError,
     SecureDataFrame,
@@ -154,6 +155,40 @@ class ProxyService:
         data: pd.DataFrame | None,
     ) -> Reply:
         """Apply one proxy call from ``worker_id``; raise :class:`ProxyRefusedError` if refused."""
+        proxy, rule = self._resolve(worker_id, method, handle, args, has_data=data is not None)
+        return rule.handler(self, proxy, args, data)
+
+    def expect_data(
+        self, worker_id: str, method: str, handle: str, args: Mapping[str, Any], size: int
+    ) -> StreamExpectation:
+        """What the ``size``-byte stream a proxy call announces may hold, decided (or the call
+        refused) before any of it is read.
+
+        A column update has exactly the rows of the frame it updates. A whole new frame may have
+        as many rows as every frame of the step together, or more only when its stream spends
+        at least a byte per row: without a bound, a stream of all-null columns could announce
+        any number of rows in no bytes at all, which decoding would then allocate.
+        """
+        proxy, _ = self._resolve(worker_id, method, handle, args, has_data=True)
+        if args["update"]:
+            rows, _ = proxy.frame.shape
+            return StreamExpectation(rows, f"a column update of a {rows}-row frame")
+        step_rows = sum(frame.shape[0] for frame in proxy.step.frames)
+        return StreamExpectation(
+            max(step_rows, size),
+            f"a new frame from a step of {step_rows} rows, in a stream of {size} bytes,",
+        )
+
+    def _resolve(
+        self,
+        worker_id: str,
+        method: str,
+        handle: str,
+        args: Mapping[str, Any],
+        *,
+        has_data: bool,
+    ) -> tuple[_Proxy, MethodRule]:
+        """The proxy and rule of a call that passes every check but the handler's own."""
         with self._lock:
             step = self._steps.get(worker_id)
             if step is None:
@@ -168,9 +203,9 @@ class ProxyService:
             raise step.refuse(f"{method}: proxy handle was issued to another worker or step")
         if set(args) != set(rule.args) or not all(check(args[k]) for k, check in rule.args.items()):
             raise step.refuse(f"{method}: arguments must be exactly {sorted(rule.args)}")
-        if rule.takes_data != (data is not None):
+        if rule.takes_data != has_data:
             raise step.refuse(f"{method}: data {'missing' if rule.takes_data else 'not expected'}")
-        return rule.handler(self, proxy, args, data)
+        return proxy, rule
 
     # --- handlers ----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import _wire
-from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_frame
+from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_table, table_to_frame
 from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig, SpawnMode, WorkerLimits
 from elspeth.orchestrator._errors import (
     PluginFailedError,
@@ -33,9 +33,17 @@ from elspeth.orchestrator._errors import (
     WorkerError,
     WorkerProtocolError,
 )
+from elspeth.orchestrator._in_flight import InFlightBytes, InFlightLimitError
+from elspeth.orchestrator._ipc_stream import (
+    CheckedStream,
+    StreamExpectation,
+    StreamRefusedError,
+    agrees,
+)
 from elspeth.orchestrator._pool import WorkerPool
 from elspeth.orchestrator._process import WorkerProcess
 from elspeth.orchestrator._proxies import ProxyService, Step
+from elspeth.orchestrator._scratch_watch import EXIT_FULL, EXIT_STOPPED, EXIT_UNREADABLE
 from elspeth.plugins import PluginKind
 from elspeth.security import (
     ClearanceError,
@@ -150,6 +158,7 @@ class PluginRuntime:
             # they belong to the workers' user and the reaper removes them.
             remove_leftovers(config.scratch_root, WORKER_SCRATCH_NAME, what="worker scratch dir")
         self._proxies = ProxyService()
+        self._in_flight = InFlightBytes(config.max_in_flight_bytes)
         self._pools = _Pools()
         self._catalog = WorkerPool(_CATALOG_LEVEL, 1, self._spawner(config.default_limits))
         self._descriptions: dict[tuple[str, str], PluginInfo] = {}
@@ -159,6 +168,11 @@ class PluginRuntime:
     @property
     def config(self) -> RuntimeConfig:
         return self._config
+
+    @property
+    def in_flight_bytes(self) -> int:
+        """Payload bytes read, or being read, from workers and not yet consumed."""
+        return self._in_flight.held
 
     def __enter__(self) -> PluginRuntime:
         return self
@@ -377,9 +391,17 @@ class PluginRuntime:
                 "killed and the worker replaced",
                 **where,
             ) from None
+        except InFlightLimitError as error:
+            pool.replace(worker)
+            raise PluginFailedError(
+                f"{error} would take the payload bytes in flight from all workers past the "
+                f"run's limit of {_size(error.limit)} (max_in_flight_bytes); the payload was not "
+                "read and the worker was replaced",
+                **where,
+            ) from None
         except (_wire.ChannelClosedError, ConnectionError):
             pool.replace(worker)
-            limit = _limit_killed_by(worker.limits, worker.returncode)
+            limit = _limit_killed_by(worker)
             cause = f"{limit}: the worker was killed" if limit else "the worker exited mid-call"
             raise WorkerCrashedError(
                 f"{cause} (status {worker.returncode}) and was replaced; its "
@@ -407,11 +429,19 @@ class PluginRuntime:
         self, worker: WorkerProcess, step: Step, message: _wire.Message, deadline: float
     ) -> None:
         seq = message["seq"]
+        size = message[_wire.PAYLOAD_FIELD]
+        call = (worker.worker_id, message["method"], message["handle"], message["args"])
         try:
-            data = _decode_data(step, message.payload)
-            reply = self._proxies.call(
-                worker.worker_id, message["method"], message["handle"], message["args"], data
-            )
+            # Judged before the payload is counted, allocated or read: a refusal of the call
+            # itself wins over the limit on bytes in flight.
+            expectation = self._proxies.expect_data(*call, size) if size else None
+            with self._in_flight.hold(size):
+                data = None
+                if expectation is not None:
+                    data = _decode_data(
+                        step, _receive_stream(worker, step, size, expectation, deadline)
+                    )
+                reply = self._proxies.call(*call, data)
         except SecurityError as refusal:
             log.error("refused: %s", refusal)
             worker.send_with_payload(
@@ -432,26 +462,53 @@ def _limit_failure(limits: WorkerLimits, kind: object) -> str | None:
             "(RLIMIT_AS, memory_limit_bytes)"
         )
     if kind == "file_size_limit":
-        return (
-            f"exceeded its file-size limit of {_size(limits.file_size_limit_bytes)} "
-            "(RLIMIT_FSIZE, file_size_limit_bytes)"
-        )
+        return _file_limit(limits)
     return None
 
 
-def _limit_killed_by(limits: WorkerLimits, returncode: int | None) -> str | None:
-    """The sandbox limit whose signal ended the worker, as a sentence."""
+def _limit_killed_by(worker: WorkerProcess) -> str | None:
+    """The sandbox limit (or the scratch watcher) that ended the worker, as a sentence."""
+    limits, returncode = worker.limits, worker.returncode
+    scratch = _scratch_limit(worker)
+    if scratch is not None:
+        return scratch
     if returncode == -signal.SIGXCPU:
         return (
             f"exceeded its CPU-time limit of {limits.cpu_limit_seconds} s "
             "(RLIMIT_CPU, cpu_limit_seconds)"
         )
     if returncode == -signal.SIGXFSZ:
-        return (
-            f"exceeded its file-size limit of {_size(limits.file_size_limit_bytes)} "
-            "(RLIMIT_FSIZE, file_size_limit_bytes)"
-        )
+        return _file_limit(limits)
     return None
+
+
+def _file_limit(limits: WorkerLimits) -> str:
+    """``RLIMIT_FSIZE`` is the smaller of two settings: the sentence names the one in force."""
+    if limits.scratch_bytes < limits.file_size_limit_bytes:
+        return (
+            f"exceeded its scratch limit of {_size(limits.scratch_bytes)} with one file "
+            "(RLIMIT_FSIZE, scratch_bytes)"
+        )
+    return (
+        f"exceeded its file-size limit of {_size(limits.file_size_limit_bytes)} "
+        "(RLIMIT_FSIZE, file_size_limit_bytes)"
+    )
+
+
+def _scratch_limit(worker: WorkerProcess) -> str | None:
+    """What the worker's scratch watcher reported, if it ended before the worker was stopped."""
+    watcher = worker.scratch_watcher
+    if watcher is None or watcher.status == EXIT_STOPPED:
+        return None
+    limit = f"its scratch limit of {_size(worker.limits.scratch_bytes)} (scratch_bytes)"
+    if watcher.status == EXIT_FULL:
+        return f"exceeded {limit}: its scratch directory held at least {watcher.output} bytes"
+    if watcher.status == EXIT_UNREADABLE:
+        return f"hid part of its scratch directory ({watcher.output}) from the watcher of {limit}"
+    return (
+        f"its scratch watcher ended (status {watcher.status}: {watcher.output or 'no output'}), "
+        f"so nothing enforced {limit}"
+    )
 
 
 def _size(count: int) -> str:
@@ -462,10 +519,28 @@ def _size(count: int) -> str:
     return f"{count} bytes"
 
 
-def _decode_data(step: Step, payload: memoryview) -> pd.DataFrame | None:
-    if not payload:
-        return None
+def _receive_stream(
+    worker: WorkerProcess,
+    step: Step,
+    size: int,
+    expectation: StreamExpectation,
+    deadline: float,
+) -> CheckedStream:
     try:
-        return ipc_to_frame(payload)
+        return worker.receive_stream(deadline, size, expectation)
+    except StreamRefusedError as error:
+        raise step.refuse(f"data refused before its body was read: {error}") from None
+
+
+def _decode_data(step: Step, stream: CheckedStream) -> pd.DataFrame:
+    invalid = "data is not a valid Arrow IPC stream"
+    try:
+        table = ipc_to_table(stream.payload)
     except ValueError:
-        raise step.refuse("data is not a valid Arrow IPC stream") from None
+        raise step.refuse(invalid) from None
+    if not agrees(stream, table):
+        raise step.refuse("data decodes to other rows or another schema than its headers announced")
+    try:
+        return table_to_frame(table)
+    except ValueError:
+        raise step.refuse(invalid) from None

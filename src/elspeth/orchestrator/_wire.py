@@ -6,7 +6,8 @@ message is a msgpack map with an ``op`` key; :data:`WORKER_BOUND` and :data:`ORC
 say, per direction, which ops exist and which fields each carries with which types. Anything else
 is a :class:`ProtocolError`. The ops with a ``size`` field (:data:`PAYLOAD_FIELD`) are followed
 by that many raw bytes (an Arrow IPC stream), read straight into memory allocated for them once
-the size has passed its cap. ``docs/worker-rpc.md`` documents the same tables for readers.
+the size has passed its cap (the orchestrator reads them itself, judging the stream's headers
+first: :mod:`._ipc_stream`). ``docs/worker-rpc.md`` documents the same tables for readers.
 """
 
 from __future__ import annotations
@@ -226,16 +227,31 @@ def read_message(
 ) -> Message:
     """Read one message and, when its op carries one, its payload; every size is checked before
     anything of that size is allocated."""
+    message = read_control(read_into, table, max_message=max_message, max_payload=max_payload)
+    if PAYLOAD_FIELD not in table[message.op]:
+        return message
+    payload = allocate(message[PAYLOAD_FIELD])
+    read_into(payload)
+    return Message(message.op, message.fields, payload)
+
+
+def read_control(
+    read_into: ReadInto,
+    table: Mapping[str, Mapping[str, _Check]],
+    *,
+    max_message: int,
+    max_payload: int,
+) -> Message:
+    """Read one message without its payload: a receiver that judges a payload before reading it
+    reads the announced ``size`` (already checked against ``max_payload``) itself."""
     header = bytearray(HEADER.size)
     read_into(memoryview(header))
     body = bytearray(body_length(header, max_message))
     read_into(memoryview(body))
     message = decode(body, table)
-    if PAYLOAD_FIELD not in table[message.op]:
-        return message
-    payload = allocate(payload_size(message[PAYLOAD_FIELD], max_payload))
-    read_into(payload)
-    return Message(message.op, message.fields, payload)
+    if PAYLOAD_FIELD in table[message.op]:
+        payload_size(message[PAYLOAD_FIELD], max_payload)
+    return message
 
 
 def allocate_bytearray(size: int) -> memoryview:

@@ -1,6 +1,5 @@
 """The reaper: ``sudo -n -u appplugin <venv>/bin/python -I -m elspeth.orchestrator.reaper PGID DIR``
 
-
 The orchestrator (``appuser``) cannot signal its workers (``appplugin``). This command, allowed by a
 narrow sudoers rule, runs as the workers' user and:
 
@@ -14,6 +13,11 @@ narrow sudoers rule, runs as the workers' user and:
 
 The orchestrator does not reap its sudo child before the reaper ran, so the leader's pid (and with
 it the group id) cannot be reused in between. Exit status: 0 done, 2 refused, 3 group not emptied.
+
+``watch PGID DIR LIMIT`` makes the checks of 1 and 2, then watches the worker's scratch directory
+instead (:mod:`._scratch_watch`; the sudoers rule needs no change): exit status 0 when its standard
+input closes, 2 refused, 4 when the directory held more than LIMIT bytes and 5 when it could not
+be read (the group killed in both cases).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from elspeth.orchestrator._groups import (
     remove_scratch_dir,
     terminate_group,
 )
+from elspeth.orchestrator._scratch_watch import watch
 
 EXIT_DONE: Final = 0
 EXIT_REFUSED: Final = 2
@@ -41,6 +46,7 @@ WORKER_MODULE: Final = "elspeth.orchestrator.worker_process"
 
 _PGID: Final = re.compile(r"[1-9][0-9]{0,9}")
 _SCRATCH_NAME: Final = re.compile(r"worker-[0-9a-f]{16,64}")
+_LIMIT: Final = re.compile(r"[1-9][0-9]{0,17}")
 
 
 class ReaperRefusal(Exception):
@@ -92,6 +98,8 @@ def _is_worker_leader(leader: ProcessStat) -> bool:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["watch"]:
+        return _watch_main(argv[1:])
     if len(argv) != 2:
         print("usage: python -I -m elspeth.orchestrator.reaper PGID SCRATCH_DIR", file=sys.stderr)
         return EXIT_REFUSED
@@ -107,6 +115,22 @@ def main(argv: list[str]) -> int:
         print(f"elspeth reaper: {error}", file=sys.stderr)
         return EXIT_NOT_EMPTIED
     return EXIT_DONE
+
+
+def _watch_main(argv: list[str]) -> int:
+    """``watch PGID DIR LIMIT``: the same checks of the group and directory, then watch."""
+    if len(argv) != 3 or not _LIMIT.fullmatch(argv[2]):
+        print(
+            "usage: python -I -m elspeth.orchestrator.reaper watch PGID SCRATCH_DIR LIMIT_BYTES",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    try:
+        pgid = check_request(argv[0], argv[1], calling_orchestrator())
+    except ReaperRefusal as refusal:
+        print(f"elspeth scratch watcher: refused: {refusal}", file=sys.stderr)
+        return EXIT_REFUSED
+    return watch(pgid, argv[1], int(argv[2]))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,12 @@ from elspeth.suite._validate import checks_declared_columns, plugin_problems, te
 ROW_COLUMN: Final = "_row"
 """The column holding each row's ordinal; a template may not use it."""
 RUN_ID: Final = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
-_LIMIT_NAMES: Final = ("memory_limit_bytes", "cpu_limit_seconds", "file_size_limit_bytes")
+_LIMIT_NAMES: Final = (
+    "memory_limit_bytes",
+    "cpu_limit_seconds",
+    "file_size_limit_bytes",
+    "scratch_bytes",
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ def runtime_config(suite: Suite, log_dir: Path) -> RuntimeConfig:
         memory_limit_bytes=workers.memory_limit_bytes,
         cpu_limit_seconds=workers.cpu_limit_seconds,
         file_size_limit_bytes=workers.file_size_limit_bytes,
+        scratch_bytes=workers.scratch_bytes,
+        max_in_flight_bytes=workers.max_in_flight_bytes,
         plugin_limits=limits,
         **extra,
     )

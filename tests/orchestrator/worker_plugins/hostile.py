@@ -249,3 +249,145 @@ class BigFile(_RowPlugin):
             for _ in range(self.parameters.megabytes):  # type: ignore[attr-defined]
                 out.write(block)
                 out.flush()
+
+
+def _announce(proxy: FrameProxy, size: int, *, update: bool) -> None:
+    """Send the proxy message of a ``replace_data`` call announcing ``size`` payload bytes."""
+    import msgpack
+
+    body = msgpack.packb(
+        {
+            "op": "proxy",
+            "seq": 1,
+            "method": "replace_data",
+            "handle": proxy._handle,  # type: ignore[attr-defined]
+            "args": {"based_on_version": 1, "update": update},
+            "size": size,
+        },
+        use_bin_type=True,
+    )
+    os.write(0, struct.pack(">I", len(body)) + body)
+
+
+def _write_all(data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(0, view) :]
+
+
+class StreamParameters(pydantic.BaseModel):
+    stream: str = "list_column"
+    update: bool = False
+
+
+class LyingStream(_RowPlugin):
+    """Announces a stream whose headers are wrong for the reply, then a large body it writes for
+    as long as the orchestrator reads (zeros after a list column's schema; a real batch of 4 Mi
+    rows as a column update of a 3-row frame; 50 M rows of a null column in no bytes at all)."""
+
+    name = "lying_stream"
+    Parameters = StreamParameters
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        import pyarrow as pa
+
+        parameters: StreamParameters = self.parameters  # type: ignore[assignment]
+        body = b""
+        if parameters.stream == "list_column":
+            table = pa.table({"items": pa.array([], pa.list_(pa.int64()))})
+            body = bytes(60 * 1024**2)
+        elif parameters.stream == "rows":
+            table = pa.table({"extra": pa.array(range(4 * 1024**2), pa.int64())})
+        else:
+            table = pa.table({"nothing": pa.nulls(50_000_000)})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        stream = sink.getvalue()
+        _announce(proxies[0], stream.size + len(body), update=parameters.update)
+        with contextlib.suppress(OSError):
+            _write_all(stream)
+            _write_all(body)
+        time.sleep(3600)
+
+
+class HeldParameters(pydantic.BaseModel):
+    rows: int = 100_000
+    hold: bool = False
+
+
+class HeldPayload(_RowPlugin):
+    """Replaces its frame with ``rows`` integers, sending the stream by hand; with ``hold`` it
+    stops halfway until a file named ``release`` appears in its scratch directory (or 60 s
+    pass), so the orchestrator holds the payload in flight meanwhile."""
+
+    name = "held_payload"
+    Parameters = HeldParameters
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        import pandas as pd
+
+        from elspeth.orchestrator._arrow import frame_to_ipc
+
+        parameters: HeldParameters = self.parameters  # type: ignore[assignment]
+        payload = frame_to_ipc(pd.DataFrame({"n": range(parameters.rows)}))
+        _announce(proxies[0], payload.nbytes, update=False)
+        half = payload.nbytes // 2
+        _write_all(payload[:half])
+        release = os.path.join(os.environ["TMPDIR"], "release")
+        deadline = time.monotonic() + 60
+        while parameters.hold and not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _write_all(payload[half:])
+        reply = proxies[0]._channel.receive()  # type: ignore[attr-defined]
+        if not reply["ok"]:
+            raise RuntimeError(reply["error"])
+
+
+class ManyFilesParameters(pydantic.BaseModel):
+    files: int = 64
+    kilobytes: int = 256
+
+
+class ManyFiles(_RowPlugin):
+    """Writes ``files`` files of ``kilobytes`` each into its scratch directory, every one below
+    the file-size limit, then waits."""
+
+    name = "many_files"
+    Parameters = ManyFilesParameters
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        parameters: ManyFilesParameters = self.parameters  # type: ignore[assignment]
+        block = bytes(parameters.kilobytes * 1024)
+        for number in range(parameters.files):
+            with open(os.path.join(os.environ["TMPDIR"], f"part-{number}.bin"), "wb") as out:
+                out.write(block)
+        time.sleep(3600)
+
+
+class SignalWatchers(_RowPlugin):
+    """Sends SIGKILL to every scratch watcher it can find in /proc and reports each outcome."""
+
+    name = "signal_watchers"
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        import errno
+
+        import pandas as pd
+
+        outcomes: list[str] = []
+        for name in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as handle:
+                    argv = handle.read().split(b"\0")
+            except OSError:
+                continue
+            if b"elspeth.orchestrator.reaper" in argv and b"watch" in argv:
+                try:
+                    os.kill(int(name), signal.SIGKILL)
+                except OSError as error:
+                    outcomes.append(errno.errorcode[error.errno or 0])
+                else:
+                    outcomes.append("killed")
+        view = proxies[0].get_view()
+        proxies[0].replace_data(pd.DataFrame({"outcome": outcomes}), view.version)
