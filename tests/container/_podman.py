@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.capabilities import missing_capabilities
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "scripts" / "container-setup.sh"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -22,16 +24,7 @@ RUN_TIMEOUT = 300.0
 #: What rootful podman and debootstrap need beyond uid 0: mounts and namespaces for every
 #: container, device nodes for a root file system. A container's default capability set (as in
 #: a CI runner's or a developer's container) drops both, and then every build errors.
-NEEDED_CAPABILITIES: dict[str, int] = {"CAP_SYS_ADMIN": 21, "CAP_MKNOD": 27}
-
-
-def missing_capabilities(status: Path = Path("/proc/self/status")) -> list[str]:
-    """The :data:`NEEDED_CAPABILITIES` this process does not hold in its effective set."""
-    for line in status.read_text().splitlines():
-        if line.startswith("CapEff:"):
-            effective = int(line.split()[1], 16)
-            return [name for name, bit in NEEDED_CAPABILITIES.items() if not effective >> bit & 1]
-    raise RuntimeError(f"{status} has no CapEff line")
+NEEDED_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_MKNOD")
 
 
 def unavailable() -> str | None:
@@ -40,7 +33,7 @@ def unavailable() -> str | None:
         return (
             "needs root (podman, a debootstrap base image and containers.conf are set up as root)"
         )
-    missing = missing_capabilities()
+    missing = missing_capabilities(*NEEDED_CAPABILITIES)
     if missing:
         return (
             f"root here lacks {', '.join(missing)} (a container's default capabilities), which "

@@ -22,7 +22,7 @@ import tarfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final, Protocol, Self, cast
+from typing import BinaryIO, Final, Protocol, cast
 
 from elspeth.bundle._manifest import BundleLimits, member_name_problem, shown
 
@@ -104,20 +104,25 @@ class _Unreadable(Exception):
 
 
 class _CheckedTarInfo(tarfile.TarInfo):
-    """Refuses, as soon as their header is parsed, the members tarfile would buffer or loop on."""
+    """Refuses, as soon as their header is parsed and before tarfile reads what it announces, the
+    members tarfile would buffer or loop on.
 
-    @classmethod
-    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
-        info = super().frombuf(buf, encoding, errors)
-        refused = _REFUSED_HEADER_TYPES.get(info.type)
+    The hook is ``_proc_member``: tarfile calls it on every header it parses, follow-up headers
+    of an extended header included, in every 3.11 release. ``frombuf`` is not one: since the
+    2025 security releases (Debian's 3.11.2-6+deb12u7 among them) tarfile builds headers
+    through a private ``_frombuf`` and never calls an override of ``frombuf``."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        refused = _REFUSED_HEADER_TYPES.get(self.type)
         if refused is not None:
             raise _Unreadable(f"the archive holds {refused}, which a bundle never does")
-        if info.type in _EXTENDED_HEADER_TYPES and info.size > _EXTENDED_HEADER_LIMIT:
+        if self.type in _EXTENDED_HEADER_TYPES and self.size > _EXTENDED_HEADER_LIMIT:
             raise _Unreadable(
-                f"the archive has an extended header of {info.size} bytes "
+                f"the archive has an extended header of {self.size} bytes "
                 f"(at most {_EXTENDED_HEADER_LIMIT})"
             )
-        return info
+        member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
+        return member
 
 
 class _Reader(Protocol):
