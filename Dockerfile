@@ -18,6 +18,9 @@ ENV DEBIAN_FRONTEND=noninteractive \
     LANG=C.UTF-8
 # Debian's own packages track the bookworm point release; pinning them would break the build at
 # the next security update, so versions come from the base image's release instead (DL3008).
+# tini: the entrypoint puts it in front of a given command (`docker run elspeth:dev pytest`) as
+# PID 1, which reaps the orphans the kernel hands to PID 1; the command itself would not (see
+# docker/entrypoint.sh). procps: `ps` for the troubleshooting commands and the isolation tests.
 # $python_packages is empty or two names: split on purpose (SC2086).
 # hadolint ignore=DL3008,SC2086
 RUN python_packages=""; \
@@ -26,7 +29,7 @@ RUN python_packages=""; \
     fi; \
     apt-get update \
     && apt-get install -y --no-install-recommends \
-        sudo supervisor ca-certificates libseccomp2 $python_packages \
+        sudo supervisor ca-certificates libseccomp2 tini procps $python_packages \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 1001 sidecar \
     && useradd --uid 1001 --gid sidecar --home-dir /nonexistent --no-create-home \
@@ -113,14 +116,12 @@ ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
 # --- dev: runtime + test dependencies and the test suite, as appuser --------------------------
 FROM runtime AS dev
 WORKDIR /app
-# procps: the isolation tests look for stray worker processes with ps.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends procps \
-    && rm -rf /var/lib/apt/lists/*
 COPY --from=dev-build /opt/venv /opt/venv
 COPY --chown=appuser:appuser . /app
-RUN chown appuser:appuser /app
+# The stamp tells the README's scripts (scripts/demo.sh, scripts/test.sh) that /opt/venv already
+# holds this tree's locked dependencies with the test extra: they reuse it, with no network.
+RUN chown appuser:appuser /app \
+    && ELSPETH_VENV=/opt/venv bash -c 'source /app/scripts/_venv.sh && mark_installed test'
 # Plain `pytest -v` runs every tier that can run inside the container; the container tier
 # (podman) and benchmark smoke runs are left out. An explicit -m on the command line wins.
 ENV PYTEST_ADDOPTS="-m 'not container and not bench'"

@@ -12,9 +12,16 @@
 # file, the entrypoint starts itself again without either variable, so no process it starts (and
 # not PID 1's own /proc/1/environ) ever carries them.
 #
-# Exit status with supervisord: job mode (ORCHESTRATOR_ARGS set) exits with the run's status;
-# service mode exits 0 when stopped; 1 when the sidecar daemon failed for good, the orchestrator
-# ended without a status, or the preparation failed.
+# A given command runs under tini when the entrypoint is PID 1: the kernel hands every orphan in
+# the container to PID 1, and a command that is no init (pytest, the CLI) never reaps them, so
+# their zombies would count against their uid's RLIMIT_NPROC for the container's life (a worker's
+# killed descendants, under the workers' small limit). tini reaps them and passes signals and the
+# command's exit status on. supervisord's mode needs none: this script stays PID 1 and reaps.
+#
+# Exit status with supervisord: 2 when /etc/elspeth/sidecar.toml is invalid (checked as the
+# daemon's user before supervisord starts, in either mode); job mode (ORCHESTRATOR_ARGS set) exits
+# with the run's status; service mode exits 0 when stopped; 1 when the sidecar daemon failed for
+# good, the orchestrator ended without a status, or the preparation failed.
 set -euo pipefail
 
 readonly SIDECAR_RUN_DIR=/run/sidecar
@@ -25,6 +32,8 @@ readonly KEY_FILE_VARIABLE=ELSPETH_SIDECAR_SESSION_KEY_FILE
 readonly SIDECAR_STATE_DIRS=(/var/lib/elspeth-sidecar /var/log/elspeth-sidecar)
 readonly WORKER_SCRATCH_DIR=/var/lib/elspeth-workers
 readonly SUPERVISORD_CONF=/etc/supervisor/supervisord.conf
+readonly SIDECAR_CONFIG=/etc/elspeth/sidecar.toml
+readonly EXIT_CONFIGURATION=2
 readonly SUPERVISOR_LOG_DIR=/var/log/supervisor
 readonly SUPERVISOR_RUN_DIR=/run/supervisor
 # supervisord echoes its own log to stdout (nodaemon); the programs' logs are streamed from here.
@@ -161,7 +170,19 @@ forward_stop() {
     fi
 }
 
+# check_sidecar_config: the daemon's config, loaded as the daemon will load it (and as its user).
+# Without this, an invalid file would race: the daemon failing for good (exit 1) against the
+# orchestrator's readiness wait reading the same file (exit 2).
+check_sidecar_config() {
+    if ! runuser -u sidecar -- /usr/local/bin/elspeth-sidecar-wait --check-config \
+        --config "$SIDECAR_CONFIG"; then
+        echo "entrypoint: error: $SIDECAR_CONFIG is invalid (above); nothing was started" >&2
+        exit "$EXIT_CONFIGURATION"
+    fi
+}
+
 run_supervisord() {
+    check_sidecar_config
     prepare_supervisor
     local mode=service
     if [ -n "${ORCHESTRATOR_ARGS:-}" ]; then
@@ -207,11 +228,20 @@ exit_status() {
     exit "$supervisord_status"
 }
 
+# run_command COMMAND...: exec it without the key variables, under tini when this is PID 1.
+run_command() {
+    local init=()
+    if [ "$$" = 1 ]; then
+        init=(/usr/bin/tini --)
+    fi
+    exec env -u "$KEY_VARIABLE" -u "$KEY_FILE_VARIABLE" "${init[@]}" "$@"
+}
+
 main() {
     if [ "$(id -u)" != 0 ]; then
         # Only root can prepare users, keys and supervisord (the dev image runs as appuser).
         [ "$#" -gt 0 ] || die "supervisord mode needs root (docker run --user root ...)"
-        exec env -u "$KEY_VARIABLE" -u "$KEY_FILE_VARIABLE" "$@"
+        run_command "$@"
     fi
     check_users
     prepare_directories
@@ -221,7 +251,7 @@ main() {
     fi
     ensure_session_key
     if [ "$#" -gt 0 ]; then
-        exec "$@"
+        run_command "$@"
     fi
     run_supervisord
 }

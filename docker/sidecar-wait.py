@@ -5,7 +5,9 @@ Installed as /usr/local/bin/elspeth-sidecar-wait; the orchestrator program runs 
 because supervisord starts programs in priority order but has no notion of "ready". It reads the
 socket and session key paths from the daemon's own config. Exit status: 0 ready; 3 not ready in
 time or the daemon failed authentication (fail closed, like the CLI's security refusals);
-2 the config is invalid.
+2 the config is invalid. ``--check-config`` only loads the config, as the daemon will, and exits
+0 or 2: the entrypoint runs it before supervisord, so an invalid ``sidecar.toml`` ends the
+container as the configuration error it is, in every mode.
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="elspeth-sidecar-wait", description=__doc__)
     parser.add_argument("--config", type=Path, default=Path("/etc/elspeth/sidecar.toml"))
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    parser.add_argument(
+        "--check-config", action="store_true", help="only check the config; exit 0 or 2"
+    )
     arguments = parser.parse_args()
     started = time.monotonic()
     try:
         config = load_config(arguments.config)
+        if arguments.check_config:
+            return EXIT_READY
         client = SidecarClient.wait_until_ready(
             config.socket_path, config.session_key_path, arguments.timeout
         )

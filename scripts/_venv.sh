@@ -10,7 +10,7 @@ PYTHON_FOR_VENV="${PYTHON:-python3}"
 ensure_venv() {
     local extra="${1:-}"
     local spec="$ROOT"
-    [ -n "$extra" ] && spec="$ROOT[$extra]"
+    [ -n "$extra" ] && spec="${ROOT}[$extra]"
     if [ ! -x "$VENV/bin/python" ]; then
         echo "elspeth: creating virtualenv $VENV" >&2
         if ! "$PYTHON_FOR_VENV" -m venv "$VENV"; then
@@ -19,15 +19,23 @@ ensure_venv() {
         fi
     fi
     # Reinstall only when the lock, the project metadata or the requested extra changed.
-    local stamp="$VENV/.elspeth-install-stamp"
-    local lock have
-    lock="$(cat "$ROOT/constraints.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
-    have="$(cat "$stamp" 2>/dev/null || true)"
+    local have
+    have="$(cat "$(install_stamp)" 2>/dev/null || true)"
     # A venv installed with the test extra also serves the plain demo.
-    if [ "$have" != "$lock $extra" ] && { [ -n "$extra" ] || [ "$have" != "$lock test" ]; }; then
+    if [ "$have" != "$(lock_digest) $extra" ] \
+        && { [ -n "$extra" ] || [ "$have" != "$(lock_digest) test" ]; }; then
         echo "elspeth: installing dependencies from constraints.txt into $VENV" >&2
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
             -c "$ROOT/constraints.txt" -e "$spec"
-        echo "$lock $extra" > "$stamp"
+        mark_installed "$extra"
     fi
+}
+
+install_stamp() { echo "$VENV/.elspeth-install-stamp"; }
+lock_digest() { cat "$ROOT/constraints.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1; }
+
+# mark_installed [extra]: record that $VENV holds this tree's locked dependencies (and the extra).
+# The dev image calls it for the venv it installed itself, so the README's commands reuse it.
+mark_installed() {
+    echo "$(lock_digest) ${1:-}" > "$(install_stamp)"
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -29,3 +30,8 @@ if IN_CI:
 settings.register_profile("elspeth", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("elspeth-ci", settings.get_profile("elspeth"), database=None)
 settings.load_profile("elspeth-ci" if IN_CI else "elspeth")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last_in_session`` go last, so what they wait for runs beside the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("last_in_session") is not None)

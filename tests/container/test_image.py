@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
+import shlex
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -229,13 +231,31 @@ def test_malformed_or_wrong_length_key_stops_the_container(
 
 
 def test_daemon_failing_for_good_stops_the_container(images: str, tmp_path: Path) -> None:
+    # A config that loads, with a socket the daemon cannot bind: it fails at every start.
     config = tmp_path / "sidecar.toml"
-    config.write_text('max_batch = "many"\n')
+    config.write_text('socket_path = "/nonexistent/auth.sock"\n')
     config.chmod(0o644)
     done = podman("run", "--rm", f"--volume={config}:/etc/elspeth/sidecar.toml:ro", RUNTIME_IMAGE)
     assert done.returncode == 1
     assert "gave up: sidecar-daemon entered FATAL state" in done.stdout
     assert "the sidecar daemon failed for good" in done.stderr
+
+
+@pytest.mark.parametrize("mode", ["service", "job"])
+def test_an_invalid_sidecar_config_exits_2_before_anything_starts(
+    images: str, tmp_path: Path, mode: str
+) -> None:
+    config = tmp_path / "sidecar.toml"
+    config.write_text('max_batch = "many"\n')
+    config.chmod(0o644)
+    job = [f"--env=ORCHESTRATOR_ARGS=--settings {SAMPLE}"] if mode == "job" else []
+    done = podman(
+        "run", "--rm", *job, f"--volume={config}:/etc/elspeth/sidecar.toml:ro", RUNTIME_IMAGE
+    )
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "max_batch" in done.stderr
+    assert "/etc/elspeth/sidecar.toml is invalid (above); nothing was started" in done.stderr
+    assert "starting supervisord" not in done.stderr
 
 
 # --- service mode ------------------------------------------------------------------------------
@@ -346,6 +366,48 @@ def test_manual_spawn_starts_and_refuses_a_closed_channel(service: tuple[Contain
     assert "the orchestrator closed the channel" in done.stderr
 
 
+def troubleshooting_commands() -> list[str]:
+    """Every ``docker exec elspeth ...`` command in docker/README.md's Troubleshooting section,
+    as written (inline code may wrap across lines)."""
+    text = (REPO_ROOT / "docker" / "README.md").read_text("utf-8")
+    section = text.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    spans = (" ".join(span.split()) for span in re.findall(r"`([^`]+)`", section))
+    return [span for span in spans if span.startswith("docker exec ")]
+
+
+def test_the_readme_lists_troubleshooting_commands() -> None:
+    commands = troubleshooting_commands()
+    assert len(commands) >= 10, commands
+    seed_spawn = "sudo -u appplugin python -m elspeth.orchestrator.worker_process"
+    assert f"docker exec elspeth {seed_spawn}" in commands
+
+
+@pytest.mark.parametrize("command", troubleshooting_commands())
+def test_troubleshooting_commands_work_as_the_readme_shows_them(
+    service: tuple[Container, bytes], command: str
+) -> None:
+    """Run as shown, with ``podman`` for ``docker`` and the test's container for ``elspeth``:
+    each exits 0, except the manual spawn, which starts and, given no input, exits 3 as the
+    README says it does."""
+    container, _ = service
+    words = shlex.split(command)
+    words[words.index("elspeth")] = container.name
+    done = podman(*words[1:])
+    if "elspeth.orchestrator.worker_process" in command:
+        assert done.returncode == 3, done.stderr
+        assert "refusing to start: the orchestrator closed the channel" in done.stderr
+        return
+    assert done.returncode == 0, f"{command}: {done.stdout[-1000:]} {done.stderr[-1000:]}"
+    expected = re.search(re.escape(command) + r"`\s+prints\s+`([^`]+)`", readme_flat())
+    if expected is not None:
+        assert done.stdout.strip() == expected.group(1)
+
+
+def readme_flat() -> str:
+    """docker/README.md with every run of whitespace one space (inline code wraps)."""
+    return " ".join((REPO_ROOT / "docker" / "README.md").read_text("utf-8").split())
+
+
 def test_worker_cannot_read_the_session_key(service: tuple[Container, bytes]) -> None:
     container, _ = service
     done = container.exec("cat", "/run/sidecar/.session", user="appplugin")
@@ -365,11 +427,14 @@ def test_stopping_a_service_exits_zero(images: str) -> None:
         container.remove()
 
 
+@pytest.mark.parametrize("stop", ["podman stop", "supervisorctl stop orchestrator"])
 def test_stopping_a_job_stops_the_run_and_the_container_says_so(
-    images: str, tmp_path: Path
+    images: str, tmp_path: Path, stop: str
 ) -> None:
-    """``podman stop`` reaches the CLI through the orchestrator's wrapper: the run ends
-    ``stopped`` (its workers and the manifest closed), and the container exits 130."""
+    """``podman stop`` (TERM to PID 1) and ``supervisorctl stop orchestrator`` (TERM to the
+    orchestrator's wrapper) both reach the CLI: the run ends ``stopped`` (its workers and the
+    manifest closed) and the container exits 130. A CLI the stop missed would finish or be
+    killed with supervisord, and neither writes ``stopped`` nor gives 130."""
     suite = yaml.safe_load((REPO_ROOT / "examples" / "suite-sidecar.yaml").read_text("utf-8"))
     # One request a second: the run is still asking the model when the stop comes.
     suite["defaults"]["rate_limits"] = {"requests_per_minute": 60}
@@ -393,13 +458,18 @@ def test_stopping_a_job_stops_the_run_and_the_container_says_so(
     )
     try:
         wait_for(lambda: any(output.glob("*/checkpoint-*.jsonl")), "the job to ask the model")
-        assert podman("stop", "--time=30", container.name).returncode == 0
+        if stop == "podman stop":
+            assert podman("stop", "--time=30", container.name).returncode == 0
+        else:
+            done = container.exec("supervisorctl", "stop", "orchestrator")
+            assert "orchestrator: stopped" in done.stdout, done.stdout + done.stderr
         wait_for(lambda: container.status() == "exited", "the container to exit")
         exit_code = podman("inspect", "--format={{.State.ExitCode}}", container.name).stdout
         logs = podman("logs", container.name)
     finally:
         container.remove()
     assert exit_code.strip() == "130", logs.stdout[-3000:] + logs.stderr[-3000:]
+    assert "job finished with status 130" in logs.stderr
     (manifest_path,) = output.glob("*/manifest.json")
     manifest = json.loads(manifest_path.read_text("utf-8"))
     assert (manifest["status"], manifest["reason"]) == ("stopped", "interrupted")
