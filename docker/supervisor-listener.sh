@@ -1,6 +1,7 @@
 #!/bin/bash
 # supervisord event listener (root): turns process lifecycle events into the container's fate.
-#   orchestrator EXITED or FATAL   -> the job is over: stop supervisord (the entrypoint then exits
+#   orchestrator EXITED, STOPPED   -> the job is over: stop supervisord (the entrypoint then exits
+#   or FATAL                          (STOPPED: `supervisorctl stop orchestrator`, the CLI stopped)
 #                                     with the status the orchestrator wrapper recorded)
 #   sidecar-daemon FATAL           -> the daemon failed for good: record it and stop supervisord
 #                                     (the entrypoint exits 1; runs fail closed meanwhile)
@@ -31,7 +32,8 @@ stop_supervisord() {
 handle() {
     local event="$1" process="$2" expected="$3"
     case "$event:$process" in
-        PROCESS_STATE_EXITED:orchestrator | PROCESS_STATE_FATAL:orchestrator)
+        PROCESS_STATE_EXITED:orchestrator | PROCESS_STATE_STOPPED:orchestrator \
+            | PROCESS_STATE_FATAL:orchestrator)
             stop_supervisord "orchestrator ended ($event)"
             ;;
         PROCESS_STATE_FATAL:sidecar-daemon)
