@@ -31,7 +31,8 @@ from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_frame
 from elspeth.orchestrator._config import RuntimeConfig
 from elspeth.orchestrator._proxies import ProxyService
 from elspeth.orchestrator._runtime import PluginRuntime
-from elspeth.plugins import FrameProxy, PluginContext, PluginRegistry, View
+from elspeth.plugins import FrameProxy, PluginContext, View
+from elspeth.plugins._registry import PluginRegistry
 from elspeth.security import SecureDataFrame, SecurityLevel
 from elspeth.sidecar import start_standalone_daemon
 
@@ -131,7 +132,7 @@ def main() -> None:
         frame = SecureDataFrame.create_from_datasource(data, LEVEL, client)
         config = RuntimeConfig(log_dir=base / "logs", scratch_root=base / "scratch", pool_size=1)
         with PluginRuntime(client, config) as runtime:
-            runtime.prepare([LEVEL])
+            runtime.pool(LEVEL).prestart()
             runtime.describe("score_extractor", PARAMETERS)
             (isolated, in_process), (result, local) = alternating(
                 [

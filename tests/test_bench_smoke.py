@@ -28,6 +28,18 @@ SMOKE_ARGUMENTS = {
     "bench_workers.py": ["--rows", "2000", "--repeats", "1"],
 }
 
+# Lines a script must print besides its table (their values are not checked).
+PRINTED = {
+    # The rebuilt runner's aims, each as a ratio to its floor or against its bound.
+    "bench_pipeline.py": [
+        "(a) whole command",
+        "(a) start-up",
+        "(b) client CPU",
+        "(c) answers per checkpoint record",
+        "(d) worker RSS",
+    ],
+}
+
 
 def test_every_benchmark_has_a_smoke_run() -> None:
     assert sorted(SMOKE_ARGUMENTS) == sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
@@ -45,3 +57,5 @@ def test_benchmark_prints_its_table(script: str) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "|---" in result.stdout.replace(" ", "")
+    for line in PRINTED.get(script, []):
+        assert line in result.stdout, result.stdout

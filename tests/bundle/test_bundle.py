@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from elspeth.audit import FrameGranted
 from elspeth.bundle import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
@@ -26,6 +27,7 @@ from elspeth.datasources import PARQUET_CLASSIFICATION_KEY
 from elspeth.security import ClearanceError, SecurityLevel
 from elspeth.sidecar import SidecarClient
 from elspeth.sinks import Release, SinkError
+from elspeth.suite._audit import AuditLog
 from tests.bundle.conftest import SHARED_LEVEL, SharedBundles, write_hmac_key
 from tests.bundle.helpers import (
     KeyPair,
@@ -38,6 +40,7 @@ from tests.bundle.helpers import (
     tampered,
     write_bundle,
 )
+from tests.support.reports import RUN_ID as REPORT_RUN_ID
 from tests.support.reports import make_suite_report
 
 DATA_FILES = {
@@ -204,14 +207,43 @@ def test_same_report_and_release_give_the_same_bytes(
 def test_the_audit_log_is_copied(
     authority: SidecarClient, signing_key: KeyPair, tmp_path: Path
 ) -> None:
-    audit = tmp_path / "audit.jsonl"
-    audit.write_bytes(b'{"event": "grant", "audit_id": 1}\n')
+    audit = _chained_audit_log(tmp_path / "audit.jsonl", REPORT_RUN_ID, count=3)
 
     written = write_bundle(authority, tmp_path / "run", signing_of(signing_key), audit_log=audit)
 
     assert members(written.path)["audit.jsonl"] == audit.read_bytes()
     assert "audit.jsonl" in manifest_of(written.path)["files"]
     assert verify_bundle(written.path, public_key=signing_key.public).files_checked == 15
+
+
+def _chained_audit_log(path: Path, run_id: str, *, count: int) -> Path:
+    log = AuditLog(path, run_id)
+    for chunk in range(count):
+        log.record(FrameGranted(chunk=chunk, rows=10, level="OFFICIAL", audit_id=chunk + 1))
+    log.close()
+    return path
+
+
+@pytest.mark.parametrize("damage", ["swap", "drop", "other_run"])
+def test_a_signed_bundle_whose_audit_chain_is_broken_fails_verification(
+    authority: SidecarClient, signing_key: KeyPair, tmp_path: Path, damage: str
+) -> None:
+    """The writer signs whatever log it is given; the verifier checks the chain inside."""
+    run_id = REPORT_RUN_ID if damage != "other_run" else "20261129T020000Z-def456"
+    lines = _chained_audit_log(tmp_path / "audit.jsonl", run_id, count=3).read_bytes()
+    kept = lines.splitlines(keepends=True)
+    if damage == "swap":
+        kept[1], kept[2] = kept[2], kept[1]
+    elif damage == "drop":
+        del kept[1]
+    (tmp_path / "audit.jsonl").write_bytes(b"".join(kept))
+
+    written = write_bundle(
+        authority, tmp_path / "run", signing_of(signing_key), audit_log=tmp_path / "audit.jsonl"
+    )
+
+    with pytest.raises(BundleVerificationError, match=r"audit\.jsonl line (1|2): "):
+        verify_bundle(written.path, public_key=signing_key.public)
 
 
 def test_a_failure_while_rendering_leaves_nothing_behind(

@@ -57,6 +57,13 @@ def shared_runtime(
         yield runtime
 
 
+def prestart(runtime: PluginRuntime, level: SecurityLevel = SecurityLevel.OFFICIAL) -> None:
+    """Spawn the catalog worker and fill ``level``'s pool before a test times anything, so that
+    a short ``call_timeout`` never has to cover a worker's start-up and first imports."""
+    runtime._catalog.prestart()
+    runtime.pool(level).prestart()
+
+
 @pytest.fixture
 def make_runtime(authority: SidecarClient, tmp_path: Path) -> Iterator[MakeRuntime]:
     runtimes: list[PluginRuntime] = []

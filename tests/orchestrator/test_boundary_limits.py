@@ -31,7 +31,7 @@ from elspeth.orchestrator._runtime import PluginRuntime
 from elspeth.orchestrator._sandbox._landlock import SCOPES, kernel_abi
 from elspeth.security import SecurityLevel
 from elspeth.sidecar import SidecarClient
-from tests.orchestrator.conftest import MakeFrame, MakeRuntime, assert_serves_a_call
+from tests.orchestrator.conftest import MakeFrame, MakeRuntime, assert_serves_a_call, prestart
 from tests.orchestrator.test_worker_limits import rss_bytes
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def daemon_stays_healthy(authority: SidecarClient) -> Iterator[None]:
 
 def prepared(make_runtime: MakeRuntime, **settings: object) -> PluginRuntime:
     runtime = make_runtime(**settings)
-    runtime.prepare([L.OFFICIAL])
+    prestart(runtime)
     return runtime
 
 

@@ -27,6 +27,7 @@ from tests.orchestrator.conftest import (
     MakeFrame,
     MakeRuntime,
     assert_serves_a_call,
+    prestart,
     wait_for_text,
 )
 
@@ -37,7 +38,7 @@ L = SecurityLevel
 @pytest.fixture
 def runtime(make_runtime: MakeRuntime) -> PluginRuntime:
     runtime = make_runtime(call_timeout=2.0)
-    runtime.prepare([L.OFFICIAL])
+    prestart(runtime)
     return runtime
 
 

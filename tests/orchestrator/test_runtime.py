@@ -23,7 +23,7 @@ from elspeth.orchestrator._groups import live_members
 from elspeth.orchestrator._runtime import PluginCall, PluginRuntime
 from elspeth.security import SecurityLevel
 from elspeth.sidecar import SidecarClient
-from tests.orchestrator.conftest import MakeFrame, MakeRuntime, wait_for_text
+from tests.orchestrator.conftest import MakeFrame, MakeRuntime, prestart, wait_for_text
 
 pytestmark = pytest.mark.integration
 L = SecurityLevel
@@ -124,7 +124,7 @@ def test_hung_plugin_is_killed_within_the_timeout_and_reported(
     make_runtime: MakeRuntime, make_frame: MakeFrame
 ) -> None:
     runtime = make_runtime(call_timeout=1.5)
-    runtime.prepare([L.OFFICIAL])
+    prestart(runtime)
     (worker,) = runtime.pool(L.OFFICIAL).workers
     started = time.monotonic()
     with pytest.raises(PluginTimeoutError, match=r"'sleeping' on chunk 'slow'.*1.5s"):
@@ -277,7 +277,7 @@ def test_shutdown_leaves_no_process_and_no_scratch_dir(
     make_runtime: MakeRuntime, make_frame: MakeFrame
 ) -> None:
     runtime = make_runtime(pool_size=2)
-    runtime.prepare([L.OFFICIAL])
+    prestart(runtime)
     workers = runtime.pool(L.OFFICIAL).workers
     assert len(workers) == 2
     assert all(os.path.isdir(w.scratch_dir) for w in workers)

@@ -34,6 +34,7 @@ from tests.orchestrator.conftest import (
     MakeFrame,
     MakeRuntime,
     assert_serves_a_call,
+    prestart,
     wait_for_text,
 )
 
@@ -70,7 +71,7 @@ def test_a_payload_above_the_cap_is_refused_before_it_is_read(
     make_runtime: MakeRuntime, make_frame: MakeFrame
 ) -> None:
     runtime = make_runtime(call_timeout=20.0)
-    runtime.prepare([L.OFFICIAL])
+    prestart(runtime)
     (old,) = runtime.pool(L.OFFICIAL).workers
     size = DEFAULT_MAX_PAYLOAD_BYTES + 1
     before = rss_bytes()

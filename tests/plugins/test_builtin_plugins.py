@@ -19,7 +19,9 @@ import pytest
 
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator._runtime import PluginRuntime
-from elspeth.plugins import PluginKind, PluginRegistry, validate_parameters
+from elspeth.plugins import PluginKind
+from elspeth.plugins._declaration import validate_parameters
+from elspeth.plugins._registry import PluginRegistry
 from elspeth.plugins.builtin._score_statistics import summarise, summarise_frame
 from elspeth.plugins.builtin._threshold_early_stop import (
     ThresholdEarlyStop,

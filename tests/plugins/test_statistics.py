@@ -28,7 +28,8 @@ from scipy import stats
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import PluginFailedError
 from elspeth.orchestrator._runtime import PluginRuntime
-from elspeth.plugins import PluginKind, validate_parameters
+from elspeth.plugins import PluginKind
+from elspeth.plugins._declaration import validate_parameters
 from elspeth.plugins.builtin._score_comparison import (
     COMPARISON_COLUMNS,
     MATERIALISE_AT_MOST,

@@ -187,12 +187,6 @@ def _construct(engine: SealEngine, level: SecurityLevel, digest: bytes) -> dict[
     return certificate
 
 
-def test_engine_wipe_zeroes_every_key() -> None:
-    engine = _engine()
-    engine.wipe()
-    assert all(buffer == bytes(len(buffer)) for buffer in engine.secret_buffers)
-
-
 def test_session_checks_mac_before_sequence_and_dispatch() -> None:
     engine = _engine()
     key = MacKey(KEY)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from elspeth.audit import verify_run_audit
 from tests.suite.conftest import (
     MODEL_NAME,
     MakeSuite,
@@ -58,6 +59,13 @@ def test_an_experiment_row_budget_asks_only_for_its_rows(
     (experiment,) = summary_json(result)["experiments"]
     assert experiment["stopped_by"] == "experiment budget"
     assert "row budget of 7 reached" in experiment["stop_reason"]
+    (decided,) = [e for e in audit_events(suite.only_run_dir()) if e["event"] == "budget_stop"]
+    assert (decided["scope"], decided["limit"], decided["max_rows"]) == (
+        "experiment budget",
+        "rows",
+        7,
+    )
+    assert (decided["rows"], decided["partial"]) == (allowed, True)
     # Rows 0-4 are a finished chunk; rows 5 and 6 were answered but their chunk was not.
     assert experiment["rows"] == results_rows(suite, "base") == 5
     assert (experiment["rows_loaded"], experiment["answers"], experiment["errors"]) == (40, 14, 0)
@@ -98,6 +106,11 @@ def test_the_suite_budget_carries_across_experiments_and_resume(
     assert variant["rows"] == results_rows(suite, "variant") == 5
     done = [e for e in audit_events(suite.only_run_dir()) if e["event"] == "llm_stage_done"]
     assert [e["stopped_by"] for e in done] == [None, "suite budget"]
+    (decided,) = [e for e in audit_events(suite.only_run_dir()) if e["event"] == "budget_stop"]
+    assert (decided["experiment"], decided["scope"], decided["limit"]) == (
+        "variant", "suite budget", "cost",
+    )  # fmt: skip
+    assert (decided["max_cost"], decided["spent"], decided["rows"]) == ("0.2", "0.2000", 16)
 
     # Resumed with a little more: the checkpointed 0.2 counts, so two answers are left.
     suite.settings["budget"] = {"max_cost": "0.225"}
@@ -110,6 +123,9 @@ def test_the_suite_budget_carries_across_experiments_and_resume(
     assert variant["stopped_by"] == "suite budget"
     assert (variant["answers"], variant["resumed"]) == (8, 6)
     assert variant["rows"] == results_rows(suite, "variant") == 5
+    # Both runs' lines are one chain, and the manifest holds the resumed run's last hash.
+    assert verify_run_audit(suite.only_run_dir()).problems == ()
+    assert [e["event"] for e in audit_events(suite.only_run_dir())].count("run_started") == 2
 
 
 def test_an_unpriced_model_cannot_have_a_suite_cost_budget(make_server, make_suite) -> None:
@@ -152,6 +168,7 @@ def test_early_stop_sends_nothing_after_the_decision(make_server, make_suite: Ma
     # Chunks finished after the decision say so again; the first decision is what counts.
     decided = next(e for e in audit_events(suite.only_run_dir()) if e["event"] == "early_stop")
     assert decided["chunk"] == 0
+    assert 0 < decided["rows_marked"] <= decided["rows"] == chunk
     # The decision is recorded just before the stage is told; from then on only the requests
     # already in flight (one per worker at most) may still reach the server.
     after = [r for r in server.stats.requests if r.wall_time > decided["ts"]]

@@ -134,8 +134,8 @@ def test_a_run_writes_reports_and_a_bundle_a_third_party_can_verify(
     # Every output, frames and reports alike, is recorded in one shape.
     assert {frozenset(e) for e in written} == {
         frozenset(
-            {"ts", "run", "event", "component", "sink", "output", "format", "level", "rows"}
-            | {"seal_audit_ids"}
+            {"ts", "run", "event", "prev", "component", "sink", "output", "format", "level"}
+            | {"rows", "seal_audit_ids"}
         )
     }
 

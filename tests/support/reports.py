@@ -30,6 +30,7 @@ from elspeth.sinks import ComparisonReport, ExperimentReport, PluginRecord, Suit
 CRITERIA = ("urgency", "clarity")
 EXPERIMENTS = ("baseline", "terse_prompt", "second_opinion")
 ROWS = 40
+RUN_ID = "20261129T010000Z-abc123"
 
 # Text a spreadsheet or a browser would act on if it were not neutralised or escaped.
 HOSTILE_MESSAGE = '=HYPERLINK("http://example.invalid","x") <script>alert(1)</script>'
@@ -179,7 +180,7 @@ def make_suite_report(
     return SuiteReport(
         suite="service-request-triage",
         description="Rate how urgent each request is.",
-        run_id="20261129T010000Z-abc123",
+        run_id=RUN_ID,
         created_at=dt.datetime(2026, 11, 29, 1, 0, tzinfo=dt.UTC).isoformat(),
         experiments=tuple(experiments),
         comparisons=comparisons,

@@ -21,29 +21,49 @@ from elspeth.bundle._errors import (
     BundleKeyError,
     BundleVerificationError,
 )
-from elspeth.bundle._keys import (
-    HMAC_MIN_KEY_BYTES,
-    ed25519_fingerprint,
-    generate_signing_key,
-    hmac_fingerprint,
-)
-from elspeth.bundle._manifest import (
-    BUNDLE_FORMAT,
-    DEFAULT_LIMITS,
-    MANIFEST_NAME,
-    SIGNATURE_NAME,
-    BundleLimits,
-    BundleManifest,
-    FileRecord,
-    FrameRecord,
-)
-from elspeth.bundle._verify import BundleVerification, verify_bundle
 
 if TYPE_CHECKING:
     from elspeth.bundle._config import BundleConfig, BundleSigning, Ed25519Signing, HmacSigning
+    from elspeth.bundle._keys import (
+        HMAC_MIN_KEY_BYTES,
+        ed25519_fingerprint,
+        generate_signing_key,
+        hmac_fingerprint,
+    )
+    from elspeth.bundle._manifest import (
+        BUNDLE_FORMAT,
+        DEFAULT_LIMITS,
+        MANIFEST_NAME,
+        SIGNATURE_NAME,
+        BundleLimits,
+        BundleManifest,
+        FileRecord,
+        FrameRecord,
+    )
     from elspeth.bundle._sink import BundleSink
+    from elspeth.bundle._verify import BundleVerification, verify_bundle
 
+# Imported on first use: a run without a bundle never loads cryptography or the bundle format.
 _LAZY = {
+    **dict.fromkeys(
+        ("HMAC_MIN_KEY_BYTES", "ed25519_fingerprint", "generate_signing_key", "hmac_fingerprint"),
+        "elspeth.bundle._keys",
+    ),
+    **dict.fromkeys(
+        (
+            "BUNDLE_FORMAT",
+            "DEFAULT_LIMITS",
+            "MANIFEST_NAME",
+            "SIGNATURE_NAME",
+            "BundleLimits",
+            "BundleManifest",
+            "FileRecord",
+            "FrameRecord",
+        ),
+        "elspeth.bundle._manifest",
+    ),
+    "BundleVerification": "elspeth.bundle._verify",
+    "verify_bundle": "elspeth.bundle._verify",
     "BundleConfig": "elspeth.bundle._config",
     "BundleSigning": "elspeth.bundle._config",
     "Ed25519Signing": "elspeth.bundle._config",

@@ -47,6 +47,8 @@ class BundleLimits:
     total_bytes: int = 4 << 30
     manifest_bytes: int = 64 << 20
     signature_bytes: int = 1024
+    audit_log_bytes: int = 256 << 20
+    """The audit log is read whole to check its hash chain."""
 
 
 DEFAULT_LIMITS: Final = BundleLimits()

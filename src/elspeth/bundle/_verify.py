@@ -1,4 +1,5 @@
-"""Verifying a bundle: every member against the manifest, the manifest against its signature.
+"""Verifying a bundle: every member against the manifest, the manifest against its signature,
+and the audit log's hash chain (:mod:`elspeth.audit`) against the run the manifest names.
 
 The bundle is untrusted bytes: it is read once, never extracted (see :mod:`._archive`), and every
 problem found is collected, so one :class:`BundleVerificationError` says everything that differs.
@@ -19,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
+from elspeth.audit import AUDIT_NAME, check_chain
 from elspeth.bundle._archive import ArchiveContents, read_archive
 from elspeth.bundle._errors import BundleFileError, BundleKeyError, BundleVerificationError
 from elspeth.bundle._keys import (
@@ -146,7 +148,11 @@ def _read(path: Path, limits: BundleLimits) -> ArchiveContents:
             raise BundleVerificationError(
                 path, [f"the file is {info.st_size} bytes, more than a bundle may have"]
             )
-        keep = {MANIFEST_NAME: limits.manifest_bytes, SIGNATURE_NAME: limits.signature_bytes}
+        keep = {
+            MANIFEST_NAME: limits.manifest_bytes,
+            SIGNATURE_NAME: limits.signature_bytes,
+            AUDIT_NAME: limits.audit_log_bytes,
+        }
         contents = read_archive(handle, limits, keep)
     if contents.unreadable is not None:
         raise BundleVerificationError(path, [*contents.problems, contents.unreadable])
@@ -174,6 +180,11 @@ def _check(
     if manifest is not None:
         _check_files(manifest, contents, problems)
         _check_levels(manifest, problems)
+        audit_log = contents.kept.get(AUDIT_NAME)
+        if audit_log is not None:
+            # The bundle holds the log as it was when the reports were written (before the
+            # run's last event); its end is vouched for by the signed SHA-256, not the chain.
+            problems.extend(check_chain(audit_log, manifest.run_id, name=AUDIT_NAME).problems)
     if problems or manifest is None or signer is None:
         raise BundleVerificationError(path, problems)
     return BundleVerification(

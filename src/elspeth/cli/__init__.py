@@ -1,10 +1,10 @@
 """``elspeth`` (also ``python -m elspeth.cli``): the orchestrator's command line.
 
 Subcommands: ``run`` (the default: ``elspeth --settings FILE`` is ``elspeth run --settings
-FILE``), ``validate``, ``verify-bundle`` and ``keygen``; ``elspeth --version``. Without settings,
-``run`` runs the bundled sample suite in standalone mode with the ``mock`` model. Exit codes are
-:class:`elspeth.outcome.ExitCode`, one meaning each, listed by ``--help``. SIGTERM stops a run the
-way Ctrl-C does: the manifest says ``stopped`` and the exit status is 130.
+FILE``), ``validate``, ``verify-bundle``, ``keygen`` and ``audit verify``; ``elspeth --version``.
+Without settings, ``run`` runs the bundled sample suite in standalone mode with the ``mock``
+model. Exit codes are :class:`elspeth.outcome.ExitCode`, one meaning each, listed by ``--help``.
+SIGTERM stops a run the way Ctrl-C does: the manifest says ``stopped`` and the exit status is 130.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from elspeth.cli._audit import audit, audit_parser
 from elspeth.cli._bundle import keygen, keygen_parser, verify, verify_parser
 from elspeth.cli._parser import Parser, UsageError
 from elspeth.outcome import ExitCode, exit_code_help
@@ -32,6 +33,9 @@ examples:
 bundles (see elspeth verify-bundle --help, elspeth keygen --help):
   elspeth keygen --private signing.pem --public signing.pub.pem
   elspeth verify-bundle bundle__evidence__OFFICIAL.tar.gz --public-key signing.pub.pem
+
+audit log (see elspeth audit --help):
+  elspeth audit verify elspeth-output/20261128T101500Z-3fa2c1
 """
 
 
@@ -54,7 +58,7 @@ def _run_parser() -> Parser:
     parser = Parser(
         prog="elspeth",
         usage="elspeth [run] [--settings FILE] [options]\n"
-        "       elspeth {validate,verify-bundle,keygen} ... | --version",
+        "       elspeth {validate,verify-bundle,keygen,audit} ... | --version",
         description=(
             "Run an LLM experiment suite over classified data. Every component's clearance is "
             "checked against the data's classification before anything is read."
@@ -137,6 +141,7 @@ SUBCOMMANDS: Mapping[str, tuple[Callable[[], Parser], Callable[[argparse.Namespa
     "validate": (_validate_parser, _validate),
     "verify-bundle": (verify_parser, verify),
     "keygen": (keygen_parser, keygen),
+    "audit": (audit_parser, audit),
 }
 """Subcommand name → (its parser, what it runs)."""
 

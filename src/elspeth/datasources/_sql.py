@@ -10,16 +10,21 @@ import functools
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import pandas as pd
-import sqlalchemy as sa
 
+from elspeth._lazy import lazy_module
 from elspeth.datasources._config import SqlDatasourceConfig
 from elspeth.datasources._errors import DatasourceQueryError, UnsupportedSourceError
 from elspeth.datasources._files import check_source_file
 from elspeth.datasources._schema import RawChunk
 from elspeth.security import SecurityLevel
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+else:
+    sa = lazy_module("sqlalchemy")  # only an SQL datasource pays for importing it
 
 _MASK: Final = "***"
 _BACKGROUND_NOTE: Final = "\n(Background on this error"

@@ -124,3 +124,23 @@ class Budget:
 
     def _reason(self, text: str) -> str:
         return text if self.scope is None else f"{self.scope}: {text}"
+
+    def decided(self, limit: str, cost: Decimal, rows_started: int) -> BudgetDecision:
+        """This budget's stop on ``limit`` (``cost`` or ``rows``), with what had been used
+        against it (its ``spent`` and ``rows_used`` included), for the audit log."""
+        return BudgetDecision(
+            self.label, limit, self.max_cost, self.max_rows, self.spent + cost,
+            self.rows_used + rows_started,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BudgetDecision:
+    """A budget that stopped a stage: which limit, and the numbers it decided on."""
+
+    scope: str
+    limit: str
+    max_cost: Decimal | None
+    max_rows: int | None
+    spent: Decimal
+    rows: int

@@ -26,7 +26,7 @@ from typing import Any, Final
 from elspeth.llm._cache import ResponseCache, cache_key
 from elspeth.llm._client import ChatClient
 from elspeth.llm._errors import LLMConfigurationError, PromptRenderError
-from elspeth.llm._pricing import Budget, PricingTable
+from elspeth.llm._pricing import Budget, BudgetDecision, PricingTable
 from elspeth.llm._prompts import PromptPack
 from elspeth.llm._ratelimit import RateLimiter
 from elspeth.llm._retry import RetryPolicy
@@ -92,6 +92,7 @@ class _Run:
         self.last_row = -1
         self.stop_reason: str | None = None
         self.stopped_by: str | None = None
+        self.decision: BudgetDecision | None = None
         self.requested = False
         self.halted = False
         self.work_left = False
@@ -108,7 +109,10 @@ class _Run:
                 for budget in self.budgets:
                     reason = budget.rows_reached(self.summary.rows_started)
                     if reason is not None:
-                        self.stop(reason, budget.label, work_left=True, halt=False)
+                        decided = budget.decided(
+                            "rows", self.summary.cost, self.summary.rows_started
+                        )
+                        self.stop(reason, budget.label, work_left=True, halt=False, decided=decided)
                         return None
                 self.summary.rows_started += 1
                 self.last_row = item.row
@@ -131,13 +135,23 @@ class _Run:
         for budget in self.budgets:
             reason = budget.cost_reached(self.summary.cost)
             if reason is not None:
-                self.stop(reason, budget.label, work_left=False, halt=True)
+                decided = budget.decided("cost", self.summary.cost, self.summary.rows_started)
+                self.stop(reason, budget.label, work_left=False, halt=True, decided=decided)
                 return
 
-    def stop(self, reason: str, stopped_by: str, *, work_left: bool, halt: bool) -> None:
+    def stop(
+        self,
+        reason: str,
+        stopped_by: str,
+        *,
+        work_left: bool,
+        halt: bool,
+        decided: BudgetDecision | None = None,
+    ) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
             self.stopped_by = stopped_by
+            self.decision = decided
             _log.warning("LLM stage stopping: %s; requests in flight may finish", reason)
         self.work_left = self.work_left or work_left
         self.halted = self.halted or halt
@@ -264,6 +278,7 @@ class LLMStage:
             raise
         summary = run.summary
         summary.stop_reason = run.stop_reason
+        summary.budget_stop = run.decision
         # A requested stop is the caller's decision, not a shortfall: never partial (and its
         # remaining rows are not read just to say so).
         summary.partial = (

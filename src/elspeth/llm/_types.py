@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from elspeth.audit import Attempt, LlmResult
+from elspeth.llm._pricing import BudgetDecision
+
 
 class Outcome(enum.Enum):
     """What happened to one (row, criterion, repeat).
@@ -190,6 +193,15 @@ class RowResult:
             "latency_ms": round(self.latency_s * 1000, 3),
         }
 
+    def audit_event(self, experiment: str, *, priced: bool = True) -> LlmResult:
+        """:meth:`audit_record` as the audit log's event; unpriced, the cost is unknown (null)."""
+        record = self.audit_record()
+        record["attempts"] = tuple(Attempt(**attempt) for attempt in record["attempts"])
+        record["retry_reasons"] = tuple(record["retry_reasons"])
+        if not priced:
+            record["cost"] = None
+        return LlmResult(experiment=experiment, **record)
+
 
 @dataclasses.dataclass(slots=True)
 class StageSummary:
@@ -216,12 +228,15 @@ class StageSummary:
     stopped_by: str | None = None
     abandoned: int = 0
     elapsed_s: float = 0.0
+    budget_stop: BudgetDecision | None = None
+    """The budget whose limit was reached first, and its numbers; the stage's first stop."""
     collected: list[RowResult] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (costs as decimal strings), without the collected results."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         fields.pop("collected")
+        fields.pop("budget_stop")  # its own audit event
         fields["cost"] = str(self.cost)
         fields["elapsed_s"] = round(self.elapsed_s, 3)
         return fields

@@ -60,6 +60,7 @@ class WorkerProcess:
         self.bytes_received = 0
         """Every byte read from the worker's channel (what the tests of early refusals count)."""
         self.scratch_watcher: ScratchWatcher | None = None
+        self.conversation = _wire.Conversation.orchestrator_side()
         self._stopped = False
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for end in (self._sock, child):
@@ -189,11 +190,13 @@ class WorkerProcess:
     # --- framed I/O with deadlines -------------------------------------------------------
 
     def send(self, deadline: float, op: str, **fields: Any) -> None:
+        self.conversation.sending(op)
         self._send_all((_wire.encode(op, **fields),), deadline)
 
     def send_with_payload(
         self, deadline: float, op: str, payload: _wire.Buffer, **fields: Any
     ) -> None:
+        self.conversation.sending(op)
         self._send_all(_wire.frames_with_payload(op, payload, **fields), deadline)
 
     def receive(self, deadline: float) -> _wire.Message:
@@ -204,6 +207,7 @@ class WorkerProcess:
             _wire.ORCHESTRATOR_BOUND,
             max_message=self.config.max_message_bytes,
             max_payload=self.config.max_payload_bytes,
+            conversation=self.conversation,
         )
 
     def receive_stream(

@@ -3,7 +3,9 @@
 A handle is a random token, scoped to the step (one plugin call on one worker) it was issued for,
 and revoked when that step ends. Each handle carries a version that every replacement bumps.
 :data:`PROXY_METHODS` is the whole policy: the methods that exist, the arguments each takes, and
-the handler that applies the level rules. A refusal names the plugin and chunk.
+the handler that applies the level rules. A refusal names the plugin and chunk. The daemon's
+audit ids of each view's seal check and of each derived frame go to the run's audit log
+through ``on_audit``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from elspeth.audit import AuditEvent, FrameDerived, WorkerViewVerified
 from elspeth.orchestrator._column_update import MisalignedUpdateError, with_columns
 from elspeth.orchestrator._errors import ProxyRefusedError, RuntimeLevelMismatchError
 from elspeth.orchestrator._ipc_stream import StreamExpectation
@@ -69,6 +72,9 @@ class Step:
         return ProxyRefusedError(f"plugin {self.plugin!r} on chunk {self.chunk_id!r}: {reason}")
 
 
+AuditSink = Callable[[AuditEvent], None]
+"""Where the runtime's audit events go (the run's audit log records them)."""
+
 _Check = Callable[[object], bool]
 _Handler = Callable[["ProxyService", _Proxy, Mapping[str, Any], "pd.DataFrame | None"], "Reply"]
 
@@ -106,10 +112,15 @@ class ProxyService:
     """Issues, checks and revokes handles; applies :data:`PROXY_METHODS`. Thread-safe, given a
     thread-safe seal authority (the sidecar client is)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_audit: AuditSink | None = None) -> None:
         self._lock = threading.Lock()
         self._proxies: dict[str, _Proxy] = {}
         self._steps: dict[str, Step] = {}
+        self._on_audit = on_audit
+
+    def audit(self, event: AuditEvent) -> None:
+        if self._on_audit is not None:
+            self._on_audit(event)
 
     def open_step(
         self,
@@ -210,8 +221,19 @@ class ProxyService:
     # --- handlers ----------------------------------------------------------------------------
 
     def _get_view(self, proxy: _Proxy, args: Mapping[str, Any], data: pd.DataFrame | None) -> Reply:
-        proxy.frame.verify_for(proxy.step.clearance)
-        return Reply({"version": proxy.version}, proxy.frame.data)
+        step, frame = proxy.step, proxy.frame
+        audit_id = frame.verify_for(step.clearance)
+        self.audit(
+            WorkerViewVerified(
+                plugin=step.plugin,
+                chunk_id=step.chunk_id,
+                worker=step.worker_id,
+                frame_id=frame.frame_id,
+                level=frame.security_level.name,
+                audit_id=audit_id,
+            )
+        )
+        return Reply({"version": proxy.version}, frame.data)
 
     def _replace_data(
         self, proxy: _Proxy, args: Mapping[str, Any], data: pd.DataFrame | None
@@ -231,7 +253,7 @@ class ProxyService:
         parents = list(dict.fromkeys((*step.inputs, proxy.frame), None))
         floor = join(step.floor, proxy.frame.security_level)
         new = SecureDataFrame.derive_from(parents, data, floor=floor)
-        return self._advance(proxy, new)
+        return self._advance(proxy, new, parents, "replace_data")
 
     def _uplift(self, proxy: _Proxy, args: Mapping[str, Any], data: pd.DataFrame | None) -> Reply:
         step = proxy.step
@@ -252,7 +274,7 @@ class ProxyService:
                 f"{step.output_level}; declare an output floor of {requested} instead"
             )
         new = proxy.frame.with_uplifted_security_level(step.output_level)
-        return self._advance(proxy, new)
+        return self._advance(proxy, new, [proxy.frame], "with_uplifted_security_level")
 
     def _metadata(self, proxy: _Proxy, args: Mapping[str, Any], data: pd.DataFrame | None) -> Reply:
         frame = proxy.frame
@@ -276,8 +298,26 @@ class ProxyService:
             raise proxy.step.refuse(f"verify_clearance: unknown level {args['level']!r}") from None
         return Reply({"allowed": proxy.frame.security_level <= clearance})
 
-    def _advance(self, proxy: _Proxy, new: SecureDataFrame) -> Reply:
+    def _advance(
+        self,
+        proxy: _Proxy,
+        new: SecureDataFrame,
+        parents: Sequence[SecureDataFrame],
+        method: str,
+    ) -> Reply:
         step = proxy.step
+        # Recorded before the level check: the daemon registered the frame either way.
+        self.audit(
+            FrameDerived(
+                plugin=step.plugin,
+                chunk_id=step.chunk_id,
+                method=method,
+                frame_id=new.frame_id,
+                parents=tuple(parent.frame_id for parent in parents),
+                level=new.security_level.name,
+                audit_id=new.certificate.audit_id,
+            )
+        )
         if new.security_level != step.output_level:
             raise RuntimeLevelMismatchError(
                 f"plugin {step.plugin!r} on chunk {step.chunk_id!r}: the authority issued "

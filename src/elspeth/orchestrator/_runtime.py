@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from elspeth.audit import ProxyRefused
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import _wire
 from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_table, table_to_frame
@@ -42,7 +43,7 @@ from elspeth.orchestrator._ipc_stream import (
 )
 from elspeth.orchestrator._pool import WorkerPool
 from elspeth.orchestrator._process import WorkerProcess
-from elspeth.orchestrator._proxies import ProxyService, Step
+from elspeth.orchestrator._proxies import PROXY_METHODS, AuditSink, ProxyService, Step
 from elspeth.orchestrator._scratch_watch import EXIT_FULL, EXIT_STOPPED, EXIT_UNREADABLE
 from elspeth.plugins import PluginKind
 from elspeth.security import (
@@ -54,6 +55,7 @@ from elspeth.security import (
     SecurityLevel,
     join,
     join_all,
+    may_read,
 )
 from elspeth.sidecar._standalone import remove_leftovers
 
@@ -150,14 +152,20 @@ class _Pools:
 class PluginRuntime:
     """Runs plugins in sandboxed worker processes over frames sealed by ``authority``."""
 
-    def __init__(self, authority: SealAuthority, config: RuntimeConfig) -> None:
+    def __init__(
+        self,
+        authority: SealAuthority,
+        config: RuntimeConfig,
+        *,
+        on_audit: AuditSink | None = None,
+    ) -> None:
         self._authority = authority
         self._config = config
         if config.mode is SpawnMode.STANDALONE:
             # Scratch directories of workers whose orchestrator was killed outright; in sudo mode
             # they belong to the workers' user and the reaper removes them.
             remove_leftovers(config.scratch_root, WORKER_SCRATCH_NAME, what="worker scratch dir")
-        self._proxies = ProxyService()
+        self._proxies = ProxyService(on_audit)
         self._in_flight = InFlightBytes(config.max_in_flight_bytes)
         self._pools = _Pools()
         self._catalog = WorkerPool(_CATALOG_LEVEL, 1, self._spawner(config.default_limits))
@@ -181,12 +189,6 @@ class PluginRuntime:
         self.close()
 
     # --- pools -----------------------------------------------------------------------------
-
-    def prepare(self, levels: Sequence[SecurityLevel]) -> None:
-        """Pre-spawn a full pool for each level (the plan's stage levels) and the catalog worker."""
-        self._catalog.prestart()
-        for level in levels:
-            self.pool(level).prestart()
 
     def pool(self, level: SecurityLevel, limits: WorkerLimits | None = None) -> WorkerPool:
         """The pool whose workers receive data at exactly ``level`` and run under ``limits``
@@ -351,7 +353,7 @@ class PluginRuntime:
                 f"internal error: plugin {info.name!r} on chunk {chunk_id!r} would receive "
                 f"{runtime_level} data but the clearance plan computed {plan_level} for it"
             )
-        if info.clearance < plan_level:
+        if not may_read(info.clearance, plan_level):
             raise ClearanceError(
                 f"plugin {info.name!r} is cleared to {info.clearance} but would receive "
                 f"{plan_level} data"
@@ -444,6 +446,19 @@ class PluginRuntime:
                 reply = self._proxies.call(*call, data)
         except SecurityError as refusal:
             log.error("refused: %s", refusal)
+            method = message["method"]
+            self._proxies.audit(
+                ProxyRefused(
+                    plugin=step.plugin,
+                    chunk_id=step.chunk_id,
+                    worker=worker.worker_id,
+                    # A name the worker made up is the worker's text: not for the audit log.
+                    method=method
+                    if isinstance(method, str) and method in PROXY_METHODS
+                    else "unknown",
+                    error=type(refusal).__name__,
+                )
+            )
             worker.send_with_payload(
                 deadline, "proxy_reply", b"", seq=seq, ok=False, value=None, error=str(refusal)
             )

@@ -24,6 +24,7 @@ class WorkerChannel:
         self.out_fd = out_fd
         self.max_message = max_message
         self.allocate: _wire.Allocate = _wire.allocate_bytearray
+        self.conversation = _wire.Conversation.worker_side()
 
     def receive(self) -> _wire.Message:
         """The next message (and its payload) from the orchestrator; :class:`ChannelClosedError`
@@ -34,12 +35,15 @@ class WorkerChannel:
             max_message=self.max_message,
             max_payload=MAX_PAYLOAD_BYTES,
             allocate=self.allocate,
+            conversation=self.conversation,
         )
 
     def send(self, op: str, **fields: Any) -> None:
+        self.conversation.sending(op)
         self._write_all(_wire.encode(op, **fields))
 
     def send_with_payload(self, op: str, payload: _wire.Buffer, **fields: Any) -> None:
+        self.conversation.sending(op)
         for frame in _wire.frames_with_payload(op, payload, **fields):
             self._write_all(frame)
 

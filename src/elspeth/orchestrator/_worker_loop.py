@@ -8,7 +8,7 @@ import itertools
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import _wire
@@ -16,34 +16,13 @@ from elspeth.orchestrator._arrow import allocate, frame_to_ipc, ipc_to_table
 from elspeth.orchestrator._column_update import ViewBase, columns_to_send
 from elspeth.orchestrator._errors import ProxyRefusedError
 from elspeth.orchestrator._worker_channel import WorkerChannel
-from elspeth.plugins import (
-    PROXY_COUNTS,
-    FrameMetadata,
-    PluginContext,
-    PluginRegistry,
-    UnknownPluginError,
-    View,
-    describe,
-    validate_parameters,
-)
+from elspeth.plugins import FrameMetadata, PluginContext, View
+from elspeth.plugins._declaration import PROXY_COUNTS, describe, validate_parameters
+from elspeth.plugins._registry import PluginRegistry, UnknownPluginError
 from elspeth.security import ClearanceError, SecurityLevel
 
 if TYPE_CHECKING:
     import pandas as pd
-
-RESULT_ERRORS: Final = frozenset(
-    {
-        "plugin_error",
-        "bad_parameters",
-        "unknown_plugin",
-        "wrong_proxy_count",
-        "address_space_limit",
-        "file_size_limit",
-    }
-)
-"""Failure kinds a ``result`` may carry; the details go to stderr (the private worker log).
-``address_space_limit`` and ``file_size_limit`` are plugin errors caused by a sandbox limit: a
-``MemoryError`` (``RLIMIT_AS``) or ``EFBIG`` (``RLIMIT_FSIZE``; Python ignores ``SIGXFSZ``)."""
 
 
 class _ChannelBroken(BaseException):
@@ -120,8 +99,9 @@ class RemoteProxy:
         try:
             channel.send_with_payload("proxy", payload, **fields)
             reply = channel.receive()
-            if reply.op != "proxy_reply" or reply["seq"] != seq:
-                raise _wire.ProtocolError(f"expected proxy_reply {seq}, got {reply.op!r}")
+            # The conversation admits only a proxy_reply here; its seq must be this call's.
+            if reply["seq"] != seq:
+                raise _wire.ProtocolError(f"expected proxy_reply {seq}, got {reply['seq']}")
         except (_wire.ProtocolError, OSError) as error:
             raise _ChannelBroken(str(error)) from None
         if not reply["ok"]:
@@ -221,15 +201,15 @@ def serve(channel: WorkerChannel, *, plugin_dirs: tuple[str, ...]) -> int:
             message = channel.receive()
         except _wire.ChannelClosedError:
             return 0
+        except _wire.OutOfPhaseError as error:
+            return _refuse(channel, "unexpected", str(error))
         except _wire.ProtocolError as error:
             return _refuse(channel, "malformed", str(error))
         if message.op == "shutdown":
             return 0
-        handler = handlers.get(message.op)
-        if handler is None:
-            return _refuse(channel, "unexpected", f"message {message.op!r} out of turn")
         try:
-            handler(message)
+            # Between calls the conversation admits exactly describe, run and shutdown.
+            handlers[message.op](message)
         except _ChannelBroken as error:
             print(f"elspeth worker: channel broken: {error}", file=sys.stderr)
             return 2

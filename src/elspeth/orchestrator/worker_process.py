@@ -7,7 +7,7 @@ Start-up order is the security argument (``docs/worker-rpc.md``):
 2. With only light imports loaded, it checks its environment against the allow-list and that it is
    single-threaded, reads the orchestrator's ``hello`` (its sandbox policy), creates its scratch
    directory and hardens itself (:func:`~elspeth.orchestrator._sandbox.harden_worker`).
-3. Only then does it import pandas and pyarrow (which start threads) and, later, plugin code.
+3. Only then does it import pyarrow (which starts threads) and, later, pandas and plugin code.
 4. It keeps the channel off fd 1: spawned by the orchestrator, fd 0 is one socket used both ways
    and fd 1 is pointed at stderr; started on pipes by hand, fd 1 is first duplicated to a private
    descriptor. A plugin that prints cannot corrupt the channel either way.
@@ -36,7 +36,6 @@ from elspeth.orchestrator import _sandbox, _wire
 from elspeth.orchestrator._worker_channel import WorkerChannel
 
 EXIT_OK: Final = 0
-EXIT_PROTOCOL: Final = 2
 EXIT_SANDBOX: Final = 3
 
 _POLICY_FIELDS: Final = frozenset({"scratch_dir", "require_full", "limits", "plugin_dirs"})
@@ -76,9 +75,7 @@ def _is_socket(fd: int) -> bool:
 
 
 def _receive_hello(channel: WorkerChannel) -> _wire.Message:
-    hello = channel.receive()
-    if hello.op != "hello":
-        raise WorkerStartupError(f"expected 'hello' first, got {hello.op!r}")
+    hello = channel.receive()  # its conversation admits nothing but hello first
     if hello["protocol"] != _wire.PROTOCOL_VERSION:
         raise WorkerStartupError(
             f"orchestrator speaks protocol {hello['protocol']}, "
@@ -120,8 +117,12 @@ def _make_scratch_dir(path: object) -> str:
 
 
 def _load_data_libraries() -> None:
-    """Import the data stack now, after hardening, with its thread pools pinned to one thread."""
-    import pandas  # noqa: F401
+    """Import pyarrow now, after hardening, with its thread pools pinned to one thread.
+
+    pandas (twice pyarrow's resident memory) is left to its first use — decoding a frame for a
+    plugin, or a plugin module's own import — still after hardening, so an idle worker stays
+    small; pandas starts no threads of its own.
+    """
     import pyarrow
 
     pyarrow.set_cpu_count(1)

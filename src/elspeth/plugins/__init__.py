@@ -1,14 +1,19 @@
-"""The plugin API and registry: what runs in sandboxed workers, and how it is found by name.
+"""The plugin API: everything a plugin author needs, and nothing of the runtime behind it.
 
-Write a plugin by subclassing :class:`Plugin` (see ``docs/plugins.md``); make it available through
-the ``elspeth.plugins`` entry-point group or a plugin directory. Plugins receive
-:class:`FrameProxy` handles, never frames.
+Write a plugin by subclassing :class:`Plugin` (see ``docs/plugins.md``, which documents every name
+exported here); make it available through the :data:`ENTRY_POINT_GROUP` entry-point group or a
+plugin directory. Plugins receive :class:`FrameProxy` handles, never frames; a refused proxy call
+raises :class:`ProxyRefusedError`, and ``verify_clearance`` raises :class:`ClearanceError`.
+
+The machinery that finds, checks and describes plugins (``_registry``, ``_declaration``) is
+private to Elspeth's workers and orchestrator.
 """
 
 from __future__ import annotations
 
+from elspeth.orchestrator._errors import ProxyRefusedError
 from elspeth.plugins._api import (
-    PROXY_COUNTS,
+    ENTRY_POINT_GROUP,
     FrameMetadata,
     FrameProxy,
     NoParameters,
@@ -16,31 +21,18 @@ from elspeth.plugins._api import (
     PluginContext,
     PluginKind,
     View,
-    check_declaration,
-    describe,
-    validate_parameters,
 )
-from elspeth.plugins._registry import (
-    BUILTIN_PLUGINS,
-    ENTRY_POINT_GROUP,
-    PluginRegistry,
-    UnknownPluginError,
-)
+from elspeth.security import ClearanceError
 
 __all__ = [
-    "BUILTIN_PLUGINS",
     "ENTRY_POINT_GROUP",
-    "PROXY_COUNTS",
+    "ClearanceError",
     "FrameMetadata",
     "FrameProxy",
     "NoParameters",
     "Plugin",
     "PluginContext",
     "PluginKind",
-    "PluginRegistry",
-    "UnknownPluginError",
+    "ProxyRefusedError",
     "View",
-    "check_declaration",
-    "describe",
-    "validate_parameters",
 ]

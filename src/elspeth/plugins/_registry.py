@@ -19,9 +19,8 @@ from types import MappingProxyType, ModuleType
 from typing import Any, Final
 
 from elspeth.errors import ConfigurationError
-from elspeth.plugins._api import Plugin, check_declaration, validate_parameters
-
-ENTRY_POINT_GROUP: Final = "elspeth.plugins"
+from elspeth.plugins._api import ENTRY_POINT_GROUP, Plugin
+from elspeth.plugins._declaration import check_declaration, validate_parameters
 
 BUILTIN_PLUGINS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -62,9 +61,6 @@ class PluginRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._sources)
-
-    def source_of(self, name: str) -> str:
-        return self._entry(name)[0]
 
     def get(self, name: str) -> type[Plugin]:
         """The plugin class called ``name``; an unknown name lists the known ones."""

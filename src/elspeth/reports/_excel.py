@@ -14,12 +14,12 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Final
 
 import numpy as np
 import pandas as pd
-import xlsxwriter
 
+from elspeth._lazy import lazy_module
 from elspeth.errors import ElspethError
 from elspeth.reports._config import ExcelReportConfig
 from elspeth.reports._content import (
@@ -38,6 +38,11 @@ from elspeth.sinks import (
     WrittenArtifact,
     neutralise_formula,
 )
+
+if TYPE_CHECKING:
+    import xlsxwriter
+else:
+    xlsxwriter = lazy_module("xlsxwriter")  # only an Excel report pays for importing it
 
 EXCEL_ROWS: Final = 1_048_576
 EXCEL_COLUMNS: Final = 16_384

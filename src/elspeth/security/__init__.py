@@ -30,7 +30,13 @@ from elspeth.security._errors import (
     SecurityError,
     UnsupportedColumnError,
 )
-from elspeth.security._levels import SecurityLevel, accepted_level_names, join, join_all
+from elspeth.security._levels import (
+    SecurityLevel,
+    accepted_level_names,
+    join,
+    join_all,
+    may_read,
+)
 from elspeth.security._plan import (
     ClearancePlan,
     ComponentSpec,
@@ -84,6 +90,7 @@ __all__ = [
     "is_secret_name",
     "join",
     "join_all",
+    "may_read",
     "redact_secrets",
     "require_clearance_plan",
 ]

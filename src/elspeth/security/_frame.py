@@ -12,7 +12,7 @@ from elspeth.security._errors import (
     FrameConstructionError,
     SealError,
 )
-from elspeth.security._levels import SecurityLevel, join
+from elspeth.security._levels import SecurityLevel, join, may_read
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,7 +149,7 @@ class SecureDataFrame:
     def validate_compatible_with(self, clearance: SecurityLevel) -> None:
         """Raise :class:`ClearanceError` if a component with ``clearance`` may not read this."""
         clearance = SecurityLevel.parse(clearance)
-        if clearance < self.security_level:
+        if not may_read(clearance, self.security_level):
             raise ClearanceError(
                 f"frame {self.frame_id} is {self.security_level}, above the clearance "
                 f"{clearance} of the component that would receive it; raise that component's "

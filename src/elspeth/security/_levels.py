@@ -1,4 +1,4 @@
-"""The security-level lattice: a total order of five levels, with join as its only operation."""
+"""The security-level lattice: a total order of five levels, its join and the read-up rule."""
 
 from __future__ import annotations
 
@@ -81,19 +81,31 @@ class SecurityLevel(enum.Enum):
             ) from None
 
     @classmethod
-    def from_rank(cls, rank: int) -> SecurityLevel:
-        """Decode a level from its rank (wire formats); unknown ranks are errors."""
-        if isinstance(rank, bool) or not isinstance(rank, int):
+    def from_rank(cls, rank: object) -> SecurityLevel:
+        """Decode a level from its rank: the one way a rank from the wire (untrusted input: the
+        daemon's requests, its replies) becomes a level. Anything but a plain ``int`` in range
+        (a bool, a float, an int subclass) raises :class:`LevelParseError`."""
+        if type(rank) is not int:
             raise LevelParseError(f"a level rank must be an integer, not {type(rank).__name__}")
-        for level in cls:
-            if level.rank == rank:
-                return level
-        raise LevelParseError(f"unknown security level rank {rank}; accepted ranks: 0 to 4")
+        if not 0 <= rank < len(_BY_RANK):
+            raise LevelParseError(f"level rank {rank} is not one of 0 to {len(_BY_RANK) - 1}")
+        return _BY_RANK[rank]
+
+
+_BY_RANK: Final = tuple(sorted(SecurityLevel, key=lambda level: level.rank))
 
 
 def accepted_level_names() -> str:
     """The accepted level names, lowest first, for error messages and docs."""
     return ", ".join(level.name for level in SecurityLevel)
+
+
+def may_read(clearance: SecurityLevel, level: SecurityLevel) -> bool:
+    """The read-up rule: a component cleared to ``clearance`` may read data at ``level`` only if
+    ``level`` is no higher. Every clearance decision (the plan, the runtime, frames, sinks, the
+    daemon's ceiling) calls this one function, so the rule cannot drift between its copies:
+    ``tests/security/test_read_rule.py`` finds any comparison of a clearance written elsewhere."""
+    return level <= clearance
 
 
 def join(first: SecurityLevel, *others: SecurityLevel) -> SecurityLevel:

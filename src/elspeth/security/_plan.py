@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from elspeth.errors import ConfigurationError
 from elspeth.security._errors import ClearancePlanError
-from elspeth.security._levels import SecurityLevel, join, join_all
+from elspeth.security._levels import SecurityLevel, join, join_all, may_read
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +68,7 @@ class PlanEntry:
 
     @property
     def allowed(self) -> bool:
-        return self.component.clearance >= self.incoming
+        return may_read(self.component.clearance, self.incoming)
 
     def as_record(self) -> dict[str, str | bool]:
         """The verdict as plain data, levels by name: for the audit log, reports and bundles."""

@@ -25,7 +25,7 @@ from elspeth.security._authority import (
     OriginGrant,
     SealAuthority,
 )
-from elspeth.security._errors import SecurityError
+from elspeth.security._errors import LevelParseError, SecurityError
 from elspeth.security._levels import SecurityLevel
 from elspeth.sidecar._errors import (
     CheckpointMismatchError,
@@ -60,7 +60,6 @@ _IDLE_CHECK_AFTER: Final = 1.0
 """Seconds of silence after which the connection is checked for a daemon-side close first."""
 _RETIRE_ON_CLOSE_TIMEOUT: Final = 2.0
 """Seconds a closing client waits for its frames to be retired; an exit is never held longer."""
-_LEVELS_BY_RANK: Final = tuple(sorted(SecurityLevel, key=lambda level: level.rank))
 _CERTIFICATE_LIMITS: Final = Limits(max_batch=0, max_record_bytes=0)
 """A certificate has no list or record field, so no configured limit applies to it."""
 _FRAME_MARGIN: Final = 1024
@@ -504,9 +503,10 @@ def _field(result: Mapping[str, Any], name: str, kind: type[_T]) -> _T:
 
 def _level(result: Mapping[str, Any]) -> SecurityLevel:
     rank = result.get("level")
-    if type(rank) is not int or not 0 <= rank < len(_LEVELS_BY_RANK):
-        raise DaemonProtocolError(f"daemon reply has an invalid level rank {rank!r}")
-    return _LEVELS_BY_RANK[rank]
+    try:
+        return SecurityLevel.from_rank(rank)
+    except LevelParseError:
+        raise DaemonProtocolError(f"daemon reply has an invalid level rank {rank!r}") from None
 
 
 def _certificate(result: object, audit_id: int) -> FrameCertificate:
@@ -533,11 +533,11 @@ def _certificates(items: list[Any], audit_id: int) -> list[FrameCertificate]:
     """
     if not certificate_schema.accepts_all(items, _CERTIFICATE_LIMITS):
         return [_certificate(item, audit_id) for item in items]
-    levels = _LEVELS_BY_RANK
+    from_rank = SecurityLevel.from_rank
     return [
         FrameCertificate(
             frame_id=item["frame_id"],
-            level=levels[item["level"]],
+            level=from_rank(item["level"]),
             digest=item["digest"],
             seal=item["seal"],
             audit_id=audit_id,

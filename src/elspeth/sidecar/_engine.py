@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from elspeth.security._levels import SecurityLevel
+from elspeth.security._levels import SecurityLevel, may_read
 from elspeth.sidecar._protocol import (
     BOOT_ID_SIZE,
     GRANT_RANDOM_SIZE,
@@ -34,9 +34,12 @@ from elspeth.sidecar._protocol import (
 HandlerResult = tuple[dict[str, Any], dict[str, Any]]
 
 STANDALONE_CEILING: Final = SecurityLevel.OFFICIAL_SENSITIVE
-_LEVEL_NAMES: Final = tuple(level.name for level in sorted(SecurityLevel, key=lambda v: v.rank))
-"""Level names by rank. Inside the daemon a level is its rank: the lattice is a total order, so
-the join of levels is the maximum of their ranks."""
+
+
+def _name(rank: int) -> str:
+    """A rank's level name, for messages. Inside the daemon a level is its rank: the lattice is a
+    total order, so the join of levels is the maximum of their ranks."""
+    return SecurityLevel.from_rank(rank).name
 
 
 class Refusal(Exception):
@@ -107,7 +110,7 @@ class SealEngine:
 
     The seal key and construction token are generated here and exist only in this process's
     memory; the checkpoint key is loaded by the caller from its file. All three are kept in
-    bytearrays that :meth:`wipe` zeroes.
+    bytearrays (:attr:`secret_buffers`) that the daemon locks into memory and zeroes at exit.
     """
 
     def __init__(
@@ -124,7 +127,10 @@ class SealEngine:
         self.boot_id: Final = secrets.token_bytes(BOOT_ID_SIZE)
         self.mode: Final = mode
         self.ceiling: Final = STANDALONE_CEILING if mode == "standalone" else SecurityLevel.SECRET
-        self._ceiling_rank = self.ceiling.rank
+        self._ranks_within_ceiling = frozenset(
+            level.rank for level in SecurityLevel if may_read(self.ceiling, level)
+        )
+        """Decided once by the read-up rule, so the per-item check is a set lookup."""
         self._seal_key = bytearray(secrets.token_bytes(KEY_SIZE))
         self._construction_token = bytearray(secrets.token_bytes(KEY_SIZE))
         self._checkpoint_key = checkpoint_key
@@ -152,10 +158,6 @@ class SealEngine:
         """The key buffers, for locking into memory and zeroing at exit."""
         return (self._seal_key, self._construction_token, self._checkpoint_key)
 
-    def wipe(self) -> None:
-        for buffer in self.secret_buffers:
-            buffer[:] = bytes(len(buffer))
-
     def next_audit_id(self) -> int:
         return next(self._audit_counter)
 
@@ -163,17 +165,13 @@ class SealEngine:
     def live_frames(self) -> int:
         return len(self._frames)
 
-    @property
-    def outstanding_grants(self) -> int:
-        return len(self._grants)
-
     # --- shared rules --------------------------------------------------------------------
 
     def _check_ceiling(self, rank: int) -> None:
-        if rank > self._ceiling_rank:
+        if rank not in self._ranks_within_ceiling:
             raise Refusal(
                 ErrorCode.LEVEL_REFUSED,
-                f"a {self.mode} daemon refuses levels above {self.ceiling}; {_LEVEL_NAMES[rank]} "
+                f"a {self.mode} daemon refuses levels above {self.ceiling}; {_name(rank)} "
                 "needs the privilege-separated sidecar deployment",
             )
 
@@ -184,7 +182,7 @@ class SealEngine:
         """The highest level above ``rank`` at which ``digest`` is live, if there is one."""
         ranks = self._ranks_by_digest.get(digest)
         highest = max(ranks) if ranks else -1
-        return _LEVEL_NAMES[highest] if highest > rank else None
+        return _name(highest) if highest > rank else None
 
     def _refuse_downgrade(self, rank: int, digest: bytes) -> None:
         # The same bytes cannot be both SECRET and OFFICIAL: an origin frame whose content is a
@@ -194,7 +192,7 @@ class SealEngine:
             raise Refusal(
                 ErrorCode.DOWNGRADE_REFUSED,
                 f"content {digest.hex()[:16]}… is live at {higher}: it cannot become an origin "
-                f"frame at {_LEVEL_NAMES[rank]}",
+                f"frame at {_name(rank)}",
             )
 
     def _register(self, rank: int, digest: bytes) -> dict[str, Any]:
@@ -291,7 +289,7 @@ class SealEngine:
             "digest": digest,
             "expires_at": expires_wall,
         }
-        return result, {"level": _LEVEL_NAMES[rank], "digest": digest.hex(), "ttl": self._grant_ttl}
+        return result, {"level": _name(rank), "digest": digest.hex(), "ttl": self._grant_ttl}
 
     def redeem_grant(self, args: Mapping[str, Any]) -> HandlerResult:
         grant_id: bytes = args["grant_id"]
@@ -309,7 +307,7 @@ class SealEngine:
         self._require_frame_room(1)
         result = self._register(grant.rank, grant.digest)
         self.counters.frames_issued += 1
-        return result, {"frame_id": result["frame_id"], "level": _LEVEL_NAMES[grant.rank]}
+        return result, {"frame_id": result["frame_id"], "level": _name(grant.rank)}
 
     # --- frames --------------------------------------------------------------------------
 
@@ -325,7 +323,7 @@ class SealEngine:
         audit = {
             "parents": list(args["parent_ids"]),
             "frame_id": result["frame_id"],
-            "level": _LEVEL_NAMES[rank],
+            "level": _name(rank),
             "digest": args["digest"].hex(),
         }
         if higher_copy is not None:
@@ -349,7 +347,7 @@ class SealEngine:
             "count": len(results),
             "first_frame_id": results[0]["frame_id"],
             "last_frame_id": results[-1]["frame_id"],
-            "highest_level": _LEVEL_NAMES[max(ranks)],
+            "highest_level": _name(max(ranks)),
         }
         if higher_copies:
             audit["live_at_higher_level"] = higher_copies
@@ -359,7 +357,7 @@ class SealEngine:
         problem = self._verify(args)
         if problem is not None:
             raise Refusal(ErrorCode.SEAL_INVALID, problem)
-        return {"valid": True}, {"frame_id": args["frame_id"], "level": _LEVEL_NAMES[args["level"]]}
+        return {"valid": True}, {"frame_id": args["frame_id"], "level": _name(args["level"])}
 
     def verify_batch(self, args: Mapping[str, Any]) -> HandlerResult:
         items = args["items"]

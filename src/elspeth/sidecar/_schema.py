@@ -25,13 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from elspeth.security._errors import LevelParseError
 from elspeth.security._levels import SecurityLevel
 from elspeth.sidecar._protocol import GRANT_ID_SIZE, MAC_SIZE
 
 DIGEST_SIZE: Final = 32
 FRAME_ID_PATTERN: Final = re.compile(r"[0-9a-f]{32}-[1-9][0-9]{0,18}")
 _FRAME_ID_MATCH: Final = FRAME_ID_PATTERN.fullmatch
-_HIGHEST_RANK: Final = max(level.rank for level in SecurityLevel)
+_RANKS: Final = frozenset(level.rank for level in SecurityLevel)
 _ONLY_BYTES: Final = frozenset({bytes})
 _ONLY_INT: Final = frozenset({int})
 _ONLY_STR: Final = frozenset({str})
@@ -113,21 +114,22 @@ grant_id: Final = _FixedBytes(GRANT_ID_SIZE, "a grant id")
 
 
 class _LevelRank(Validator):
-    """A level as its wire rank; the daemon's lattice is the order of ranks, join is max."""
+    """A level as its wire rank; the daemon's lattice is the order of ranks, join is max.
+
+    Decoded by :meth:`SecurityLevel.from_rank`, the one rank decoder; the daemon keeps the rank.
+    """
 
     __slots__ = ()
 
     def check(self, value: object, limits: Limits) -> int:
-        if type(value) is not int:
-            raise ArgumentError("", f"a level rank must be an integer, not {_type_name(value)}")
-        if not 0 <= value <= _HIGHEST_RANK:
-            raise ArgumentError("", f"level rank {value} is not one of 0 to {_HIGHEST_RANK}")
-        return value
+        try:
+            return SecurityLevel.from_rank(value).rank
+        except LevelParseError as error:
+            raise ArgumentError("", str(error)) from None
 
     def accepts_all(self, values: Sequence[Any], limits: Limits) -> bool:
-        return _all_of_type(values, _ONLY_INT) and (
-            not values or (min(values) >= 0 and max(values) <= _HIGHEST_RANK)
-        )
+        # Only a fast yes: exact ints (no bools) that are ranks; ``check`` words any refusal.
+        return _all_of_type(values, _ONLY_INT) and set(values) <= _RANKS
 
 
 level_rank: Final = _LevelRank()

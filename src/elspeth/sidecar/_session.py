@@ -2,7 +2,8 @@
 
 The order of checks is part of the security design: envelope shape, then the MAC (nothing a
 client chose is trusted before it), then the sequence number (an authentic but stale request is
-a replay), then the operation and its arguments through the policy table, then the handler.
+a replay), then the operation, its phase and times, and its arguments through the policy table
+(:func:`~elspeth.sidecar._policy.admit` decides the order), then the handler.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from elspeth.sidecar._audit import AuditRecord, connection_json
 from elspeth.sidecar._engine import Refusal, SealEngine
-from elspeth.sidecar._policy import OPERATIONS
+from elspeth.sidecar._policy import OPERATIONS, Phase, Times, admit
 from elspeth.sidecar._protocol import (
     CONNECTION_FATAL_CODES,
     NONCE_SIZE,
@@ -65,6 +66,7 @@ class Session:
     """Protocol state for one accepted connection."""
 
     __slots__ = (
+        "_asked_once",
         "_connection_json",
         "_engine",
         "_key",
@@ -93,6 +95,7 @@ class Session:
         self._limits = limits
         self._max_frame_bytes = max_frame_bytes
         self._next_seq = 1
+        self._asked_once: set[str] = set()
         self.authenticated = False
         """True once one request on this connection has passed the MAC and sequence checks."""
         self.connection_id = connection_id
@@ -138,13 +141,11 @@ class Session:
                     "reordered request",
                 )
             self._next_seq += 1
+            phase = Phase.AUTHENTICATED if self.authenticated else Phase.GREETED
             self.authenticated = True
-            operation = OPERATIONS.get(op)
-            if operation is None:
-                raise Refusal(
-                    ErrorCode.UNKNOWN_OP,
-                    f"unknown operation {op!r}; known: {', '.join(sorted(OPERATIONS))}",
-                )
+            operation = admit(op, phase, self._asked_once)
+            if operation.times is Times.ONCE:
+                self._asked_once.add(op)
             arguments = operation.arguments(_decode_args(envelope.args), self._limits)
             result, audit_fields = operation.handler(engine, arguments)
         except ProtocolViolation as violation:

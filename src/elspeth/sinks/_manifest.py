@@ -6,13 +6,15 @@ with :meth:`~RunManifest.finish` and the run's one :class:`~elspeth.outcome.RunS
 manifest is replaced atomically each time, so a crash at any point (even ``kill -9``) leaves
 status ``running``: only a run that finished its work says ``complete`` or
 ``complete_with_errors``. :func:`verify_run` is what a consumer calls before trusting a run
-directory.
+directory. ``audit`` is the audit log's head when the run finished (its line count and last
+line's hash, see :mod:`elspeth.audit`), so cutting lines from the log's end shows.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,6 +37,7 @@ class RunManifest:
         self.artifacts: list[WrittenArtifact] = []
         self.status = RunStatus.RUNNING
         self.reason: str | None = None
+        self.audit: Mapping[str, Any] | None = None
 
     @classmethod
     def start(cls, run_dir: Path | str, run_id: str) -> RunManifest:
@@ -62,12 +65,19 @@ class RunManifest:
         self.artifacts.append(artifact)
         self._save()
 
-    def finish(self, status: RunStatus, reason: str | None = None) -> Path:
-        """Record how the run ended (the last thing a run does), and why when not complete."""
+    def finish(
+        self,
+        status: RunStatus,
+        reason: str | None = None,
+        *,
+        audit: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Record how the run ended (the last thing a run does), why when not complete, and
+        the head of its closed audit log."""
         self._require_running()
         if status is RunStatus.RUNNING:
             raise ValueError("a run cannot finish as running")
-        self.status, self.reason = status, reason
+        self.status, self.reason, self.audit = status, reason, audit
         self._save()
         return self.path
 
@@ -82,6 +92,7 @@ class RunManifest:
             "run_id": self.run_id,
             "status": self.status.value,
             "reason": self.reason,
+            "audit": None if self.audit is None else dict(self.audit),
             "updated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "classification": join_all(levels).name if levels else None,
             "artifacts": [

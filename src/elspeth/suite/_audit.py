@@ -1,7 +1,9 @@
 """The run's audit log: one JSON line per event, private to the orchestrator's user.
 
 Events carry run, experiment and row ordinals and the daemon's audit ids; never row content,
-natural keys, prompts, answers or secrets.
+natural keys, prompts, answers or secrets. Each is one of the declared types of
+:mod:`elspeth.audit`, and each line carries the hash of the line before it (see
+:mod:`elspeth.audit._chain`); the last line's hash goes into the run's manifest.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from elspeth.audit import AuditEvent, ChainHead, head_of, line_hash
 
 FLUSH_INTERVAL_SECONDS = 0.25
 """How stale the file may be: a flush per line costs a GIL hand-off on the LLM event loop, so
@@ -30,14 +33,33 @@ class AuditLog:
         self.path = path
         self.run_id = run_id
         self._lock = threading.Lock()
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        descriptor = os.open(
+            path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
         os.fchmod(descriptor, 0o600)
+        self._head = self._continue_chain(descriptor)
         self._file = os.fdopen(descriptor, "a", encoding="utf-8", buffering=1024 * 1024)
         self.failure: OSError | None = None
         """The first I/O error writing the log; lines after it are lost, and the run fails."""
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._flush_periodically, name="audit", daemon=True)
         self._flusher.start()
+
+    def _continue_chain(self, descriptor: int) -> ChainHead:
+        """A resumed run appends to its log: the chain goes on from its last line. A line torn
+        by a crash is ended, not removed (the log is append-only), so verifying shows it."""
+        with open(descriptor, "rb", closefd=False) as existing:
+            existing.seek(0)
+            data = existing.read()
+        if data and not data.endswith(b"\n"):
+            os.write(descriptor, b"\n")
+        return head_of(data, self.run_id)
+
+    @property
+    def head(self) -> ChainHead:
+        """The lines written so far and the last one's hash: what the manifest records."""
+        with self._lock:
+            return self._head
 
     def _flush_periodically(self) -> None:
         while not self._closed.wait(FLUSH_INTERVAL_SECONDS):
@@ -57,15 +79,20 @@ class AuditLog:
         except OSError as error:  # a write through a handle names no file: name it
             self.failure = OSError(error.errno, error.strerror, str(self.path))
 
-    def record(self, event: str, **fields: Any) -> None:
-        line = json.dumps(
-            {"ts": round(time.time(), 6), "run": self.run_id, "event": event, **fields},
-            default=str,
-            separators=(",", ":"),
-        )
+    def record(self, event: AuditEvent) -> None:
+        """Append ``event``, chained to the line before; thread-safe (workers' calls and the
+        row stages record from their own threads)."""
+        envelope = {"ts": round(time.time(), 6), "run": self.run_id, "event": event.NAME}
+        fields = event.fields()
         with self._lock:
+            if self.failure is not None:
+                return
+            line = json.dumps(
+                {**envelope, "prev": self._head.last_hash, **fields}, separators=(",", ":")
+            )
+            self._guarded(lambda: self._file.write(line + "\n"))
             if self.failure is None:
-                self._guarded(lambda: self._file.write(line + "\n"))
+                self._head = ChainHead(self._head.lines + 1, line_hash(line.encode("ascii")))
 
     def close(self) -> None:
         """Flush, sync and close; an I/O error is kept in :attr:`failure`, never raised."""

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
+from elspeth.audit import BudgetStop, LlmStageDone, Resumed
 from elspeth.config import BudgetSettings, Experiment, Suite
 from elspeth.llm import (
     EARLY_STOP,
@@ -83,7 +84,7 @@ def run_experiment(
         answer.key: answer for answer in read_checkpoint(checkpoint, fingerprint, context.authority)
     }
     if restored:
-        audit.record("resumed", experiment=experiment.name, answers=len(restored))
+        audit.record(Resumed(experiment=experiment.name, answers=len(restored)))
     pack = prompt_pack(suite, experiment)
     # What the checkpoint already used: its answers' cost, and the rows it has whole (a row
     # with answers missing starts again, and the stage counts it then).
@@ -144,10 +145,24 @@ def run_experiment(
         stopped_by=stage_summary.stopped_by or (EARLY_STOP if early else None),
         early_stopped=early,
     )
+    decided = stage_summary.budget_stop
+    if decided is not None:
+        audit.record(
+            BudgetStop(
+                experiment=experiment.name,
+                scope=decided.scope,
+                limit=decided.limit,
+                max_cost=None if decided.max_cost is None else str(decided.max_cost),
+                max_rows=decided.max_rows,
+                spent=str(decided.spent),
+                rows=decided.rows,
+                partial=stage_summary.partial,
+            )
+        )
     done_record = stage_summary.as_dict()
     if summary.cost_unknown:
         done_record["cost"] = None
-    audit.record("llm_stage_done", experiment=experiment.name, **done_record)
+    audit.record(LlmStageDone(experiment=experiment.name, **done_record))
     aggregates: dict[str, SecureDataFrame] = {}
     if frames:
         # A budget stop still writes the finished chunks; the manifest then says partial.

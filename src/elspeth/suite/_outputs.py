@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from elspeth.audit import OutputWritten
 from elspeth.config import Suite
 from elspeth.security import SecureDataFrame
 from elspeth.sinks import ReportSink, RunManifest, SuiteReport, WrittenArtifact, open_sink
@@ -38,13 +39,14 @@ class OutputWriter:
     def _record(self, component: str, sink: str, artifact: WrittenArtifact) -> WrittenArtifact:
         self._manifest.add(artifact)
         self._audit.record(
-            "output_written",
-            component=component,
-            sink=sink,
-            output=artifact.path.name,
-            format=artifact.format,
-            level=artifact.level.name,
-            rows=artifact.rows,
-            seal_audit_ids=list(artifact.seal_audit_ids),
+            OutputWritten(
+                component=component,
+                sink=sink,
+                output=artifact.path.name,
+                format=artifact.format,
+                level=artifact.level.name,
+                rows=artifact.rows,
+                seal_audit_ids=tuple(artifact.seal_audit_ids),
+            )
         )
         return artifact

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from elspeth.audit import EarlyStop, PluginStep, SealVerified
 from elspeth.llm import Outcome, RowResult
 from elspeth.orchestrator import PluginRuntime
 from elspeth.plugins import PluginKind
@@ -97,11 +98,9 @@ class ChunkedRows:
                 return
             audit_id = chunk.verify_for(self._clearance)
             self._audit.record(
-                "seal_verified",
-                experiment=self.experiment.name,
-                chunk=index,
-                component="llm",
-                audit_id=audit_id,
+                SealVerified(
+                    experiment=self.experiment.name, chunk=index, component="llm", audit_id=audit_id
+                )
             )
             ordinals = range(self.offsets[index], self.offsets[index + 1])
             records = chunk.data.to_dict(orient="records")
@@ -109,10 +108,8 @@ class ChunkedRows:
                 yield {**{str(k): v for k, v in record.items()}, ROW_COLUMN: ordinal}
 
     def on_result(self, result: RowResult) -> None:
-        record = result.audit_record()
-        if not self._priced:  # no price: the cost is unknown, never 0
-            record["cost"] = None
-        self._audit.record("llm_result", experiment=self.experiment.name, **record)
+        # No price: the cost is unknown, never 0.
+        self._audit.record(result.audit_event(self.experiment.name, priced=self._priced))
         self.tally.add(result)
         if result.outcome is Outcome.OK and result.text is not None:
             self.writer.append(
@@ -161,17 +158,24 @@ class ChunkedRows:
         for step in self.steps.row_plugins:
             result = step.run(self._runtime, [frame], f"{name}:{index}")
             self._audit.record(
-                "plugin_step",
-                experiment=name,
-                chunk=index,
-                plugin=step.instance,
-                skipped=result.skipped,
+                PluginStep(
+                    experiment=name, chunk=index, plugin=step.instance, skipped=result.skipped
+                )
             )
             frame = result.frames[0]
             if not result.skipped:  # a frame passed through unchanged must also be at its level
                 step.expect(frame)
-            if step.kind is PluginKind.EARLY_STOP and _early_stop(frame):
-                self._audit.record("early_stop", experiment=name, chunk=index, plugin=step.instance)
+            marked = _early_stop_marks(frame) if step.kind is PluginKind.EARLY_STOP else 0
+            if marked:
+                self._audit.record(
+                    EarlyStop(
+                        experiment=name,
+                        chunk=index,
+                        plugin=step.instance,
+                        rows=frame.shape[0],
+                        rows_marked=marked,
+                    )
+                )
                 self.stop.set()
         return frame
 
@@ -247,6 +251,9 @@ def _answer_columns(
     return (text, result.outcome.value, *tokens, float(result.cost), result.latency_s * 1000)
 
 
-def _early_stop(frame: SecureDataFrame) -> bool:
+def _early_stop_marks(frame: SecureDataFrame) -> int:
+    """How many rows of ``frame`` ask for an early stop."""
     data = frame.data
-    return "_early_stop" in data.columns and bool(data["_early_stop"].fillna(False).any())
+    if "_early_stop" not in data.columns:
+        return 0
+    return int(data["_early_stop"].fillna(False).astype(bool).sum())

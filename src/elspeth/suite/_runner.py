@@ -26,6 +26,14 @@ from typing import Any
 
 import pandas as pd
 
+from elspeth.audit import (
+    AuthorityReady,
+    ClearanceDecision,
+    FrameGranted,
+    Refusal,
+    RunFinished,
+    RunStarted,
+)
 from elspeth.config import Suite
 from elspeth.datasources import open_datasource
 from elspeth.errors import ElspethError
@@ -146,11 +154,11 @@ class SuiteRunner:
         summary.budget = self._budget_state(summary)
         audit.flush()
         fail_on_audit_failure(summary, audit)
-        audit.record("run_finished", **summary.outcome.as_dict())
+        audit.record(RunFinished(**summary.outcome.as_dict()))
         audit.close()
         fail_on_audit_failure(summary, audit)
         try:
-            manifest.finish(summary.status, summary.outcome.reason)
+            manifest.finish(summary.status, summary.outcome.reason, audit=audit.head.as_record())
         except (OSError, SinkError) as error:
             summary.manifest_written = False
             log.error("the run's end could not be recorded in %s: %s", manifest.path, error)
@@ -161,14 +169,16 @@ class SuiteRunner:
     ) -> None:
         """The step loop, recording each experiment's summary in ``run`` as it ends."""
         settings = self.suite.settings
-        audit.record("run_started", suite=settings.suite.name, resumed=bool(self.options.resume))
+        audit.record(RunStarted(suite=settings.suite.name, resumed=bool(self.options.resume)))
         with (
             open_authority(settings.sidecar, state_dir=self.options.state_dir) as authority,
             PluginRuntime(
-                authority, runtime_config(self.suite, self.run_dir / "worker-logs")
+                authority,
+                runtime_config(self.suite, self.run_dir / "worker-logs"),
+                on_audit=audit.record,
             ) as runtime,
         ):
-            audit.record("authority_ready", boot_id=authority.boot_id.hex(), mode=authority.mode)
+            audit.record(AuthorityReady(boot_id=authority.boot_id.hex(), mode=authority.mode))
             infos = check_suite(runtime, self.suite)
             # Every suite-level sink is opened before any data is read: a bundle's signing key
             # is loaded and checked here, not after the model has been paid for.
@@ -221,13 +231,13 @@ class SuiteRunner:
         suite_plan = build_suite_plan(self.suite, infos)
         self.last_plan = suite_plan
         for entry in suite_plan.plan.entries:
-            audit.record("clearance_decision", **entry.as_record())
+            audit.record(ClearanceDecision(**entry.as_record()))  # type: ignore[arg-type]
         refusal = ceiling_refusal(self.suite, suite_plan.plan)
         if refusal is not None:
-            audit.record("refusal", reason="standalone_ceiling")
+            audit.record(Refusal(reason="standalone_ceiling"))
             raise refusal
         if suite_plan.plan.violations:
-            audit.record("refusal", reason="clearance_plan", count=len(suite_plan.plan.violations))
+            audit.record(Refusal(reason="clearance_plan", count=len(suite_plan.plan.violations)))
             raise ClearancePlanError(suite_plan.plan.violations)
         return suite_plan
 
@@ -246,11 +256,12 @@ class SuiteRunner:
                 kept = chunk.with_new_data(chunk.data.head(remaining))
             chunks.append(kept)
             audit.record(
-                "frame_granted",
-                chunk=len(chunks) - 1,
-                rows=chunk.shape[0],
-                level=chunk.security_level.name,
-                audit_id=chunk.certificate.audit_id,
+                FrameGranted(
+                    chunk=len(chunks) - 1,
+                    rows=chunk.shape[0],
+                    level=chunk.security_level.name,
+                    audit_id=chunk.certificate.audit_id,
+                )
             )
             if remaining is not None:
                 remaining -= kept.shape[0]

@@ -26,6 +26,7 @@ from elspeth.security import (
     OriginGrant,
     SealAuthority,
     SecurityLevel,
+    may_read,
 )
 from elspeth.sidecar._engine import STANDALONE_CEILING
 from elspeth.suite._reports import open_report_sink
@@ -261,14 +262,14 @@ def ceiling_refusal(suite: Suite, plan: ClearancePlan) -> StandaloneCeilingError
     above: dict[SecurityLevel, list[str]] = {}
     lines: list[str] = []
     source = suite.settings.datasource
-    if source.classification > ceiling:
+    if not may_read(ceiling, source.classification):
         where = suite.problem(
             ("datasource", "classification"), f"the datasource's data is {source.classification}"
         )
         lines.append(where.describe())
     for entry in plan.entries:
         level = max(entry.incoming, entry.outgoing, key=lambda value: value.rank)
-        if level > ceiling and not entry.component.is_datasource:
+        if not may_read(ceiling, level) and not entry.component.is_datasource:
             above.setdefault(level, []).append(entry.component.name)
     lines.extend(
         f"components handling {level} data: {', '.join(names)}"

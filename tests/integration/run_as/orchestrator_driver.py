@@ -162,7 +162,7 @@ def runaway(settings: dict[str, Any], client: SidecarClient, config: RuntimeConf
     with PluginRuntime(client, config) as runtime:
         frame = make_frame(client, L.OFFICIAL)
         runtime.describe("runaway", {})
-        runtime.prepare([L.OFFICIAL])
+        runtime.pool(L.OFFICIAL).prestart()
         started = time.monotonic()
         failure: dict[str, str | None] = {"type": None, "message": "the runaway plugin returned"}
         try:

@@ -267,6 +267,9 @@ def _announce(proxy: FrameProxy, size: int, *, update: bool) -> None:
         use_bin_type=True,
     )
     os.write(0, struct.pack(">I", len(body)) + body)
+    # Written by hand, so the worker's own record of the session is advanced by hand: its
+    # answer is then the proxy_reply the conversation expects.
+    proxy._channel.conversation.sending("proxy")  # type: ignore[attr-defined]
 
 
 def _write_all(data: bytes | memoryview) -> None:
@@ -391,3 +394,23 @@ class SignalWatchers(_RowPlugin):
                     outcomes.append("killed")
         view = proxies[0].get_view()
         proxies[0].replace_data(pd.DataFrame({"outcome": outcomes}), view.version)
+
+
+class RawMessageParameters(pydantic.BaseModel):
+    op: str
+    fields: dict[str, object] = {}
+
+
+class RawMessage(_RowPlugin):
+    """Writes a well-formed message of any op straight onto the channel, whatever the phase."""
+
+    name = "raw_message"
+    Parameters = RawMessageParameters
+
+    def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
+        import msgpack
+
+        parameters: RawMessageParameters = self.parameters  # type: ignore[assignment]
+        body = msgpack.packb({"op": parameters.op, **parameters.fields}, use_bin_type=True)
+        os.write(0, struct.pack(">I", len(body)) + body)
+        time.sleep(5)  # the orchestrator judges the message before the result could follow
