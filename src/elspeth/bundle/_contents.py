@@ -7,18 +7,15 @@ import datetime as dt
 import decimal
 import enum
 import importlib.metadata
-import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import pyarrow as pa
-
 from elspeth.bundle._manifest import FrameRecord, member_name_problem
-from elspeth.security import SecureDataFrame, SecurityLevel, join_all, redact_secrets
-from elspeth.sinks import ParquetSinkConfig, Release, SinkError, SuiteReport, write_parquet
+from elspeth.security import SecureDataFrame, SecurityLevel, redact_secrets
+from elspeth.sinks import ParquetSinkConfig, Release, Sink, SinkError, SuiteReport
 
 PARQUET_COMPRESSION: Final = "zstd"
 
@@ -36,7 +33,13 @@ class DataFile:
 def data_files(
     report: SuiteReport, release: Release, clearance: SecurityLevel
 ) -> dict[str, DataFile]:
-    """Every experiment's results and aggregates and every comparison, one Parquet file each."""
+    """Every experiment's results and aggregates and every comparison, one Parquet file each.
+
+    Each is written by a Parquet sink with the bundle's clearance, which checks every frame's
+    clearance and seal again before writing it, exactly as for a Parquet file in the run
+    directory; the manifest records the audit ids of ``release``, the check that released the
+    report to the bundle.
+    """
     groups: list[tuple[str, tuple[SecureDataFrame, ...]]] = []
     for experiment in report.experiments:
         groups.append((f"results/{experiment.name}.parquet", experiment.results))
@@ -48,7 +51,7 @@ def data_files(
         (f"comparisons/{comparison.comparison}/{comparison.variant}.parquet", (comparison.frame,))
         for comparison in report.comparisons
     )
-    settings = ParquetSinkConfig(clearance=clearance, compression=PARQUET_COMPRESSION)
+    parquet = Sink(ParquetSinkConfig(clearance=clearance, compression=PARQUET_COMPRESSION))
     files: dict[str, DataFile] = {}
     for name, frames in groups:
         problem = member_name_problem(name)
@@ -56,23 +59,14 @@ def data_files(
             raise SinkError(name, f"cannot name a bundle member: {problem}")
         if name in files:
             raise SinkError(name, "two parts of the report would share this bundle member")
-        files[name] = _data_file(name, frames, release, settings)
+        files[name] = _data_file(name, frames, release, parquet)
     return files
 
 
 def _data_file(
-    name: str,
-    frames: tuple[SecureDataFrame, ...],
-    release: Release,
-    settings: ParquetSinkConfig,
+    name: str, frames: tuple[SecureDataFrame, ...], release: Release, parquet: Sink
 ) -> DataFile:
-    level = join_all(frame.security_level for frame in frames)
-    buffer = io.BytesIO()
-    try:
-        rows = write_parquet([frame.data for frame in frames], buffer, level, settings, Path(name))
-    except pa.ArrowException as error:
-        # Arrow's messages can quote cell values, which are content.
-        raise SinkError(name, f"Parquet cannot hold this data ({type(error).__name__})") from None
+    member = parquet.write_member(frames, name)
     records = tuple(
         FrameRecord(
             frame_id=frame.frame_id,
@@ -82,7 +76,7 @@ def _data_file(
         )
         for frame in frames
     )
-    return DataFile(buffer.getvalue(), rows, level, records)
+    return DataFile(member.content, member.rows, member.level, records)
 
 
 def record_files(report: SuiteReport, files: Mapping[str, DataFile]) -> dict[str, bytes]:

@@ -46,7 +46,7 @@ class BundleSink(ReportSink):
     def file_name(self, sink_name: str, level: SecurityLevel) -> str:
         return f"bundle__{sink_name}__{level.name}{self.suffix}"
 
-    def render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
+    def _render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
         """Write the bundle; the rows it holds are those of every data file together."""
         mtime = _timestamp(report.created_at)
         files = data_files(report, release, self.clearance)

@@ -230,7 +230,7 @@ class ExcelReport(ReportSink):
         except _LimitError as error:
             raise SinkError(destination, str(error)) from None
 
-    def render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
+    def _render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
         content = report_content(report, release.level)
         result_columns = list(
             dict.fromkeys(column for data in content.results.values() for column in data.columns)

@@ -91,7 +91,7 @@ class HtmlReport(ReportSink):
     def __init__(self, config: HtmlReportConfig) -> None:
         super().__init__(config)
 
-    def render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
+    def _render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
         content = report_content(report, release.level)
         page = _environment().get_template(_TEMPLATE).render(self._context(report, content))
         handle.write(page.encode("utf-8"))

@@ -67,7 +67,7 @@ class MarkdownReport(ReportSink):
     def __init__(self, config: MarkdownReportConfig) -> None:
         super().__init__(config)
 
-    def render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
+    def _render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
         content = report_content(report, release.level)
         banner = f"**{content.banner}**"
         lines = [banner, "", f"# Suite report: {escape_markdown(report.suite)}", ""]

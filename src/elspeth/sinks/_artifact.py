@@ -1,11 +1,12 @@
-"""What a sink reports for a file it wrote, and the one way every sink writes that file."""
+"""What a sink reports for a file (or an archive member) it wrote, and the one way every sink
+writes that file."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import pyarrow as pa
 
@@ -31,6 +32,36 @@ class WrittenArtifact:
     seal_audit_ids: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenMember:
+    """One complete output held in memory, to become a member of a larger output (a bundle's
+    Parquet file): its name, bytes, level, rows, format and the seal audit ids of the release
+    checks made before it was written."""
+
+    name: str
+    content: bytes = field(repr=False)
+    level: SecurityLevel
+    rows: int
+    format: str
+    seal_audit_ids: tuple[int, ...]
+
+
+WRITE_FAILURES: Final = (OSError, ValueError, TypeError, pa.ArrowException)
+"""What a writer may raise that is not already an :class:`ElspethError`."""
+
+
+def write_failure(destination: Path | str, error: BaseException, outcome: str) -> SinkError:
+    """The :class:`SinkError` for ``error`` raised while writing ``destination``.
+
+    Library messages can quote cell values, which are content: only an operating-system error's
+    own description is repeated.
+    """
+    what = type(error).__name__
+    if isinstance(error, OSError) and error.strerror:
+        what = f"{what}: {error.strerror}"
+    return SinkError(destination, f"writing failed ({what}); {outcome}")
+
+
 def write_artifact(
     destination: Path,
     write: Callable[[BinaryIO], int],
@@ -49,13 +80,8 @@ def write_artifact(
             rows = write(handle)
     except ElspethError:
         raise
-    except (OSError, ValueError, TypeError, pa.ArrowException) as error:
-        # Library messages can quote cell values, which are content: only an operating-system
-        # error's own description is repeated.
-        what = type(error).__name__
-        if isinstance(error, OSError) and error.strerror:
-            what = f"{what}: {error.strerror}"
-        raise SinkError(destination, f"writing failed ({what}); no file was left behind") from None
+    except WRITE_FAILURES as error:
+        raise write_failure(destination, error, "no file was left behind") from None
     return WrittenArtifact(
         path=destination,
         level=level,

@@ -1,5 +1,7 @@
 """The three output formats. Each writes frames' data, marked with a level, to a binary handle.
 
+The writers do no release check, so nothing outside the sinks package calls them: every output
+goes through :class:`~elspeth.sinks.Sink`, which checks each frame's clearance and seal first.
 Messages never quote cell values: a value is content at the frame's level.
 """
 
@@ -47,7 +49,7 @@ def _neutralised(data: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(guarded, index=data.index)
 
 
-def write_csv(
+def _write_csv(
     datas: Sequence[pd.DataFrame],
     handle: BinaryIO,
     level: SecurityLevel,
@@ -72,7 +74,7 @@ def write_csv(
     return sum(len(data) for data in datas)
 
 
-def write_jsonl(
+def _write_jsonl(
     datas: Sequence[pd.DataFrame],
     handle: BinaryIO,
     level: SecurityLevel,
@@ -106,7 +108,7 @@ def _json_value(value: object) -> object:
     raise TypeError(f"a {type(value).__name__} value has no JSON form")
 
 
-def write_parquet(
+def _write_parquet(
     datas: Sequence[pd.DataFrame],
     handle: BinaryIO,
     level: SecurityLevel,
@@ -139,8 +141,8 @@ def _require_columns(
 Writer = Callable[[Sequence[pd.DataFrame], BinaryIO, SecurityLevel, Any, Path], int]
 
 WRITERS: Final[Mapping[type[Any], tuple[str, str, Writer]]] = {
-    CsvSinkConfig: ("csv", ".csv", write_csv),
-    JsonlSinkConfig: ("jsonl", ".jsonl", write_jsonl),
-    ParquetSinkConfig: ("parquet", ".parquet", write_parquet),
+    CsvSinkConfig: ("csv", ".csv", _write_csv),
+    JsonlSinkConfig: ("jsonl", ".jsonl", _write_jsonl),
+    ParquetSinkConfig: ("parquet", ".parquet", _write_parquet),
 }
 """Settings type → (format name, file suffix, writer)."""
