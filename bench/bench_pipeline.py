@@ -63,8 +63,8 @@ from tests.support.openai_server import serve_in_subprocess
 
 from bench_llm_fanout import MODEL, TEMPLATE, bare_client, make_rows, measure
 from elspeth.config import load_suite
-from elspeth.orchestrator._config import RuntimeConfig
-from elspeth.orchestrator._process import WorkerProcess
+from elspeth.orchestrator._runtime._config import RuntimeConfig
+from elspeth.orchestrator._runtime._process import WorkerProcess
 from elspeth.security import SecurityLevel
 from elspeth.suite import LogProgress, RunOptions, SuiteRunner
 

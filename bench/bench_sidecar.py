@@ -30,7 +30,7 @@ from pathlib import Path
 
 from elspeth.security import DeriveRequest, FrameCertificate, SecurityLevel
 from elspeth.sidecar import SidecarClient, start_standalone_daemon
-from elspeth.sidecar._client import _certificate_args
+from elspeth.sidecar._client._connection import _certificate_args
 from elspeth.sidecar._protocol import MacKey, encode_request
 
 LENGTH = struct.Struct(">I")

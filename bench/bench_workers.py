@@ -28,9 +28,9 @@ from pathlib import Path
 import pandas as pd
 
 from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_frame
-from elspeth.orchestrator._config import RuntimeConfig
-from elspeth.orchestrator._proxies import ProxyService
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._config import RuntimeConfig
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
+from elspeth.orchestrator._runtime._proxies import ProxyService
 from elspeth.plugins import FrameProxy, PluginContext, View
 from elspeth.plugins._registry import PluginRegistry
 from elspeth.security import SecureDataFrame, SecurityLevel

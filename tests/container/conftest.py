@@ -19,6 +19,8 @@ import pytest
 from tests.container import _podman
 
 DEV_SUITE_CONTAINER = "elspeth-test-dev-suite"
+#: The first host uid (and gid) the dev suite's container maps its ids 0-65535 to.
+DEV_SUITE_HOST_IDS = 400_000
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +34,18 @@ def images() -> Iterator[str]:
     _podman.build("runtime", _podman.RUNTIME_IMAGE, base)
     _podman.build("dev", _podman.DEV_IMAGE, base)
     _podman.podman("rm", "--force", DEV_SUITE_CONTAINER)
+    # Its own range of host uids: the kernel counts a worker's process limit (RLIMIT_NPROC) per
+    # uid, so with the image's uids mapped as they are, this suite's workers would count against
+    # those of every other container of the tier that runs workers at the same time.
     started = _podman.podman(
-        "run", "--detach", f"--name={DEV_SUITE_CONTAINER}", _podman.DEV_IMAGE, "pytest", "-v"
+        "run",
+        "--detach",
+        f"--name={DEV_SUITE_CONTAINER}",
+        f"--uidmap=0:{DEV_SUITE_HOST_IDS}:65536",
+        f"--gidmap=0:{DEV_SUITE_HOST_IDS}:65536",
+        _podman.DEV_IMAGE,
+        "pytest",
+        "-v",
     )
     if started.returncode != 0:
         raise RuntimeError(f"cannot start the dev image's suite: {started.stderr[-2000:]}")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from elspeth.orchestrator._sandbox import ALLOWED_ENVIRONMENT
+from elspeth.orchestrator.worker_process._sandbox import ALLOWED_ENVIRONMENT
 from tests.integration import _sudo
 from tests.integration._daemon import DaemonHandle
 from tests.integration._processes import (

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from elspeth.orchestrator._config import RuntimeConfig
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._config import RuntimeConfig
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
 from elspeth.security import SecureDataFrame, SecurityLevel
 from elspeth.sidecar import SidecarClient, StandaloneDaemon, start_standalone_daemon
 

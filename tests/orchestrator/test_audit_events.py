@@ -10,7 +10,7 @@ import pytest
 
 from elspeth.audit import AuditEvent, FrameDerived, ProxyRefused, WorkerViewVerified
 from elspeth.orchestrator import ProxyRefusedError
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
 from elspeth.security import SecurityLevel
 from elspeth.sidecar import SidecarClient
 from tests.orchestrator.conftest import MakeFrame, runtime_config

@@ -19,16 +19,16 @@ import pandas as pd
 import pytest
 
 from elspeth.errors import ConfigurationError
-from elspeth.orchestrator._config import (
+from elspeth.orchestrator._errors import PluginFailedError, ProxyRefusedError, WorkerCrashedError
+from elspeth.orchestrator._groups import live_members, wait_until
+from elspeth.orchestrator._runtime._config import (
     DEFAULT_MAX_IN_FLIGHT_BYTES,
     DEFAULT_SCRATCH_BYTES,
     RuntimeConfig,
     WorkerLimits,
 )
-from elspeth.orchestrator._errors import PluginFailedError, ProxyRefusedError, WorkerCrashedError
-from elspeth.orchestrator._groups import live_members, wait_until
-from elspeth.orchestrator._runtime import PluginRuntime
-from elspeth.orchestrator._sandbox._landlock import SCOPES, kernel_abi
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
+from elspeth.orchestrator.worker_process._sandbox._landlock import SCOPES, kernel_abi
 from elspeth.security import SecurityLevel
 from elspeth.sidecar import SidecarClient
 from tests.orchestrator.conftest import MakeFrame, MakeRuntime, assert_serves_a_call, prestart

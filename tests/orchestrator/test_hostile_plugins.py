@@ -19,8 +19,8 @@ from elspeth.orchestrator._errors import (
     WorkerProtocolError,
 )
 from elspeth.orchestrator._groups import group_members, live_members
-from elspeth.orchestrator._proxies import ProxyService
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
+from elspeth.orchestrator._runtime._proxies import ProxyService
 from elspeth.security import SecureDataFrame, SecurityLevel
 from elspeth.sidecar import SidecarClient
 from tests.orchestrator.conftest import (

@@ -12,15 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from elspeth.orchestrator._arrow import allocate, frame_to_ipc, ipc_to_table
-from elspeth.orchestrator._ipc_stream import (
+from elspeth.orchestrator._runtime._ipc_stream import (
     CheckedStream,
     StreamExpectation,
     StreamRefusedError,
     agrees,
     read_stream,
 )
-from elspeth.orchestrator._scratch_watch import ENTRY_BYTES, scratch_usage
 from elspeth.orchestrator._wire import ChannelClosedError
+from elspeth.orchestrator.reaper._scratch_watch import ENTRY_BYTES, scratch_usage
 
 ANY_ROWS = StreamExpectation(2**62, "any reply")
 SAMPLE = pd.DataFrame(

@@ -12,8 +12,8 @@ import pytest
 
 from elspeth.orchestrator import WorkerProtocolError, _wire
 from elspeth.orchestrator._errors import WorkerStartError
-from elspeth.orchestrator._process import WorkerProcess
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
+from elspeth.orchestrator._runtime._process import WorkerProcess
 from elspeth.security import SecurityLevel
 from tests.orchestrator.conftest import MakeFrame, MakeRuntime, runtime_config
 
@@ -22,6 +22,7 @@ DOC: Final = Path(__file__).parents[2] / "docs" / "worker-rpc.md"
 TABLES: Final = {"worker bound": _wire.WORKER_BOUND, "orchestrator bound": _wire.ORCHESTRATOR_BOUND}
 SAMPLE_FIELDS: Final[Mapping[str, Mapping[str, Any]]] = {
     "hello": {"protocol": _wire.PROTOCOL_VERSION, "max_message": 2**20, "sandbox": {}},
+    "warm": {},
     "describe": {"id": 1, "plugin": "forged_handle", "params": None},
     "run": {"id": 1, "plugin": "forged_handle", "params": {}, "chunk": "c", "handles": ["h"]},
     "proxy_reply": {"seq": 1, "ok": True, "value": {}, "error": None, "size": 0},

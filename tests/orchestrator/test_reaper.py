@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from elspeth.orchestrator._groups import live_members
-from elspeth.orchestrator._process import WorkerProcess
-from elspeth.orchestrator.reaper import EXIT_DONE, EXIT_REFUSED
+from elspeth.orchestrator._runtime._process import WorkerProcess
+from elspeth.orchestrator.reaper._main import EXIT_DONE, EXIT_REFUSED
 from elspeth.security import SecurityLevel
 from tests.orchestrator.conftest import runtime_config
 

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from elspeth.errors import ConfigurationError
-from elspeth.orchestrator._config import ErrorPolicy
 from elspeth.orchestrator._errors import (
     PluginFailedError,
     PluginTimeoutError,
@@ -20,7 +19,8 @@ from elspeth.orchestrator._errors import (
     WorkerCrashedError,
 )
 from elspeth.orchestrator._groups import live_members
-from elspeth.orchestrator._runtime import PluginCall, PluginRuntime
+from elspeth.orchestrator._runtime._config import ErrorPolicy
+from elspeth.orchestrator._runtime._plugin_runtime import PluginCall, PluginRuntime
 from elspeth.security import SecurityLevel
 from elspeth.sidecar import SidecarClient
 from tests.orchestrator.conftest import MakeFrame, MakeRuntime, prestart, wait_for_text
@@ -286,3 +286,29 @@ def test_shutdown_leaves_no_process_and_no_scratch_dir(
         assert worker.returncode == 0  # it left politely
         assert not live_members(worker.pgid)
         assert not os.path.exists(worker.scratch_dir)
+
+
+def test_an_unwarmed_workers_first_call_is_allowed_its_imports_and_no_more(
+    make_runtime: MakeRuntime, make_frame: MakeFrame
+) -> None:
+    """Spawned on demand, a worker imports pandas inside its first request: that request gets
+    the start-up timeout on top of the call timeout, the next one (on its replacement, also
+    unwarmed) the same, and a warmed worker's only the call timeout."""
+    runtime = make_runtime(call_timeout=1.0, startup_timeout=3.0)
+    runtime._catalog.prestart()
+    parameters = {"seconds": 30}
+    started = time.monotonic()
+    with pytest.raises(PluginTimeoutError, match=r"1.0s call timeout \(and the 3.0s start-up"):
+        runtime.run("sleeping", parameters, [make_frame()], chunk_id="a", plan_level=L.OFFICIAL)
+    assert time.monotonic() - started >= 1.0 + 3.0
+    runtime.pool(L.OFFICIAL).prestart()  # full already: the replacement stays unwarmed
+    (replacement,) = runtime.pool(L.OFFICIAL).workers
+    assert not replacement.warmed
+    quick = {"seconds": 0}
+    result = runtime.run("sleeping", quick, [make_frame()], chunk_id="b", plan_level=L.OFFICIAL)
+    assert result.error is None
+    assert replacement.warmed
+    started = time.monotonic()
+    with pytest.raises(PluginTimeoutError, match=r"1.0s call timeout; "):
+        runtime.run("sleeping", parameters, [make_frame()], chunk_id="c", plan_level=L.OFFICIAL)
+    assert time.monotonic() - started < 1.0 + 3.0

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from elspeth.orchestrator._sandbox import (
+from elspeth.orchestrator.worker_process._sandbox import (
     ALLOWED_ENVIRONMENT,
     REFUSALS,
     SINGLE_THREAD_ENVIRONMENT,
@@ -36,8 +36,8 @@ from elspeth.orchestrator._sandbox import (
     missing_locks,
     worker_environment,
 )
-from elspeth.orchestrator._sandbox._limits import CPU_GRACE_SECONDS
-from elspeth.orchestrator._sandbox._seccomp import load_library
+from elspeth.orchestrator.worker_process._sandbox._limits import CPU_GRACE_SECONDS
+from elspeth.orchestrator.worker_process._sandbox._seccomp import load_library
 
 PROBE = Path(__file__).parent / "sandbox_probes" / "probe.py"
 LANDLOCK_ABI, LANDLOCK_REASON = kernel_abi()
@@ -228,21 +228,26 @@ def landlock_alone(places: dict[str, str], tcp_port: int, abstract_name: str) ->
 def test_importing_the_sandbox_loads_only_the_standard_library() -> None:
     script = (
         "import sys; before = set(sys.modules)\n"
-        "import elspeth.orchestrator._sandbox\n"
+        "import elspeth.orchestrator.worker_process._sandbox\n"
         "import json; print(json.dumps(sorted(set(sys.modules) - before)))"
     )
     completed = subprocess.run(
         [sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True
     )
     loaded = json.loads(completed.stdout)
-    assert "elspeth.orchestrator._sandbox._seccomp" in loaded
-    own = {"elspeth", "elspeth.errors", "elspeth.orchestrator"}
+    assert "elspeth.orchestrator.worker_process._sandbox._seccomp" in loaded
+    own = {
+        "elspeth",
+        "elspeth.errors",
+        "elspeth.orchestrator",
+        "elspeth.orchestrator.worker_process",
+    }
     foreign = [
         name
         for name in loaded
         if name.split(".")[0] not in sys.stdlib_module_names
         and name not in own
-        and not name.startswith("elspeth.orchestrator._sandbox")
+        and not name.startswith("elspeth.orchestrator.worker_process._sandbox")
     ]
     assert foreign == []
     assert not {"numpy", "pandas", "pyarrow"} & set(loaded)

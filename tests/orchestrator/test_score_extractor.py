@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
 from elspeth.security import SecurityLevel
 from tests.orchestrator.conftest import MakeFrame
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from elspeth.orchestrator import _wire
-from elspeth.orchestrator._worker_channel import WorkerChannel
+from elspeth.orchestrator.worker_process._channel import WorkerChannel
 
 TABLES = {"worker side": _wire.WORKER_BOUND, "orchestrator side": _wire.ORCHESTRATOR_BOUND}
 

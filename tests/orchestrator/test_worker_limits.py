@@ -13,14 +13,6 @@ from pathlib import Path
 import pytest
 
 from elspeth.errors import ConfigurationError
-from elspeth.orchestrator._config import (
-    DEFAULT_CPU_LIMIT_SECONDS,
-    DEFAULT_FILE_SIZE_LIMIT_BYTES,
-    DEFAULT_MAX_PAYLOAD_BYTES,
-    DEFAULT_MEMORY_LIMIT_BYTES,
-    RuntimeConfig,
-    WorkerLimits,
-)
 from elspeth.orchestrator._errors import (
     PluginFailedError,
     ProxyRefusedError,
@@ -28,6 +20,14 @@ from elspeth.orchestrator._errors import (
     WorkerProtocolError,
 )
 from elspeth.orchestrator._groups import live_members
+from elspeth.orchestrator._runtime._config import (
+    DEFAULT_CPU_LIMIT_SECONDS,
+    DEFAULT_FILE_SIZE_LIMIT_BYTES,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MEMORY_LIMIT_BYTES,
+    RuntimeConfig,
+    WorkerLimits,
+)
 from elspeth.security import SecurityLevel
 from elspeth.sidecar import SidecarClient
 from tests.orchestrator.conftest import (

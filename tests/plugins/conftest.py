@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
 from elspeth.security import SecureDataFrame, SecurityLevel
 from tests.orchestrator.conftest import authority, daemon, make_frame, shared_runtime
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from elspeth.errors import ConfigurationError
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
 from elspeth.plugins import PluginKind
 from elspeth.plugins._declaration import validate_parameters
 from elspeth.plugins._registry import PluginRegistry

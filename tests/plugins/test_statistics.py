@@ -27,7 +27,7 @@ from scipy import stats
 
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import PluginFailedError
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
 from elspeth.plugins import PluginKind
 from elspeth.plugins._declaration import validate_parameters
 from elspeth.plugins.builtin._score_comparison import (

@@ -137,7 +137,7 @@ def fresh_daemon(tmp_path: Path) -> Iterator[Callable[..., StandaloneDaemon]]:
 
 def write_config(directory: Path, **values: Any) -> Path:
     """A config file with private paths under ``directory``; ``values`` add or override keys."""
-    from elspeth.sidecar._standalone import _toml_value
+    from elspeth.sidecar._client._standalone import _toml_value
 
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     base: dict[str, Any] = {

@@ -19,8 +19,8 @@ from typing import Any
 import cbor2
 
 from elspeth.sidecar import StandaloneDaemon
+from elspeth.sidecar._daemon._server import REFUSAL_BURST
 from elspeth.sidecar._protocol import frame, parse_reply
-from elspeth.sidecar._server import REFUSAL_BURST
 from tests.sidecar.conftest import RawConnection
 
 MARKER = b"EVIL-MARKER-7f3a"

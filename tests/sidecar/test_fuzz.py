@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from elspeth.sidecar import StandaloneDaemon, _schema
-from elspeth.sidecar._engine import SealEngine
-from elspeth.sidecar._policy import _DERIVE_ITEM, OPERATIONS
+from elspeth.sidecar._daemon._engine import SealEngine
+from elspeth.sidecar._daemon._policy import _DERIVE_ITEM, OPERATIONS
+from elspeth.sidecar._daemon._session import Peer, Session
 from elspeth.sidecar._protocol import MacKey, ProtocolViolation, decode, encode_request, frame
 from elspeth.sidecar._schema import ArgumentError, Limits
-from elspeth.sidecar._session import Peer, Session
 from tests.sidecar.conftest import RawConnection
 
 KEY = bytes(range(32))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from elspeth.sidecar import _standalone
-from elspeth.sidecar._standalone import (
+from elspeth.sidecar._client._standalone import (
     OWNER_MARKER,
     UNMARKED_AGE_SECONDS,
     Owner,

@@ -10,8 +10,8 @@ import pytest
 
 from elspeth.sidecar import StandaloneDaemon
 from elspeth.sidecar import _schema as s
-from elspeth.sidecar._engine import Refusal, SealEngine
-from elspeth.sidecar._policy import OPERATIONS, Operation, Phase, Times, admit
+from elspeth.sidecar._daemon._engine import Refusal, SealEngine
+from elspeth.sidecar._daemon._policy import OPERATIONS, Operation, Phase, Times, admit
 from elspeth.sidecar._protocol import ErrorCode, MacKey, encode_request, frame
 from tests.sidecar.conftest import RawConnection
 

@@ -11,7 +11,9 @@ import pytest
 
 from elspeth.security import SecurityLevel
 from elspeth.sidecar import KeyFileError, SidecarConfig, SidecarConfigError, load_config
-from elspeth.sidecar._engine import Refusal, SealEngine
+from elspeth.sidecar._daemon._engine import Refusal, SealEngine
+from elspeth.sidecar._daemon._policy import OPERATIONS
+from elspeth.sidecar._daemon._session import Peer, Session
 from elspeth.sidecar._keys import (
     CHECKPOINT_KEY_POLICY,
     SESSION_KEY_POLICY,
@@ -19,7 +21,6 @@ from elspeth.sidecar._keys import (
     load_or_create_key,
     read_key_file,
 )
-from elspeth.sidecar._policy import OPERATIONS
 from elspeth.sidecar._protocol import (
     ErrorCode,
     FrameReader,
@@ -34,7 +35,6 @@ from elspeth.sidecar._protocol import (
     parse_request_envelope,
 )
 from elspeth.sidecar._schema import ArgumentError, Limits
-from elspeth.sidecar._session import Peer, Session
 
 LIMITS = Limits(max_batch=8, max_record_bytes=1024)
 KEY = bytes(range(32))
@@ -314,7 +314,7 @@ def test_absent_key_is_created_with_the_policy_mode(tmp_path: Path) -> None:
 def test_example_config_documents_every_key_with_its_default() -> None:
     import tomllib
 
-    from elspeth.sidecar._config import _KEYS
+    from elspeth.sidecar._daemon._config import _KEYS
 
     example = Path(__file__).resolve().parents[2] / "docker" / "sidecar.toml.example"
     text = example.read_text()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from elspeth.sidecar._standalone import Owner, write_owner_marker
+from elspeth.sidecar._client._standalone import Owner, write_owner_marker
 from tests.suite.conftest import (
     CLI_TIMEOUT,
     SuiteFiles,
@@ -36,6 +36,8 @@ pytestmark = pytest.mark.integration
 EXIT_INTERRUPTED = 130
 #: Slow enough that the run is still asking the model when it is signalled.
 LATENCY = 0.5
+#: Under the suite's 10 s model timeout; at concurrency 2, ROWS answers take 75 s.
+LIVE_LATENCY = 5.0
 ROWS = 30
 
 
@@ -142,10 +144,12 @@ def runs() -> Iterator[list[Run]]:
         run.kill()
 
 
-def slow_suite(make_server: MakeServer, directory: Path) -> tuple[SuiteFiles, OpenAIServer]:
+def slow_suite(
+    make_server: MakeServer, directory: Path, latency: float = LATENCY
+) -> tuple[SuiteFiles, OpenAIServer]:
     """A suite against a slow loopback model (it is still asking when the test signals it), with
     plugins, so workers run too (the catalog worker from the start)."""
-    server = make_server(latency=LATENCY)
+    server = make_server(latency=latency)
     suite = build_suite(directory, server, rows=ROWS)
     suite.settings["plugins"] = scoring_plugins("OFFICIAL")
     suite.defaults.update(concurrency=2, row_plugins=["score"], aggregators=["summary"])
@@ -188,7 +192,8 @@ def test_after_kill_9_the_next_run_removes_the_dead_runs_directories_and_no_live
 ) -> None:
     env = environment(private_tmp, tmp_path / "cache")
     # A run that stays live throughout: no other run's start may touch its directories.
-    live_suite, live_server = slow_suite(make_server, tmp_path / "live")
+    # Its answers take LIVE_LATENCY each, so it lasts minutes however slow the machine is.
+    live_suite, live_server = slow_suite(make_server, tmp_path / "live", latency=LIVE_LATENCY)
     live = Run(live_suite, env, tmp_path / "live.stderr")
     runs.append(live)
     live.wait_until(lambda: live_server.stats.request_count > 0, "the live run asks the model")

@@ -11,7 +11,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig, SpawnMode, WorkerLimits
     from elspeth.orchestrator._errors import (
         PluginFailedError,
         PluginTimeoutError,
@@ -22,13 +21,24 @@ if TYPE_CHECKING:
         WorkerProtocolError,
         WorkerStartError,
     )
-    from elspeth.orchestrator._runtime import PluginCall, PluginInfo, PluginRuntime, StepResult
+    from elspeth.orchestrator._runtime._config import (
+        ErrorPolicy,
+        RuntimeConfig,
+        SpawnMode,
+        WorkerLimits,
+    )
+    from elspeth.orchestrator._runtime._plugin_runtime import (
+        PluginCall,
+        PluginInfo,
+        PluginRuntime,
+        StepResult,
+    )
 
 _LAZY = {
-    "ErrorPolicy": "elspeth.orchestrator._config",
-    "RuntimeConfig": "elspeth.orchestrator._config",
-    "SpawnMode": "elspeth.orchestrator._config",
-    "WorkerLimits": "elspeth.orchestrator._config",
+    "ErrorPolicy": "elspeth.orchestrator._runtime._config",
+    "RuntimeConfig": "elspeth.orchestrator._runtime._config",
+    "SpawnMode": "elspeth.orchestrator._runtime._config",
+    "WorkerLimits": "elspeth.orchestrator._runtime._config",
     "PluginFailedError": "elspeth.orchestrator._errors",
     "PluginTimeoutError": "elspeth.orchestrator._errors",
     "ProxyRefusedError": "elspeth.orchestrator._errors",
@@ -37,10 +47,10 @@ _LAZY = {
     "WorkerError": "elspeth.orchestrator._errors",
     "WorkerProtocolError": "elspeth.orchestrator._errors",
     "WorkerStartError": "elspeth.orchestrator._errors",
-    "PluginCall": "elspeth.orchestrator._runtime",
-    "PluginInfo": "elspeth.orchestrator._runtime",
-    "PluginRuntime": "elspeth.orchestrator._runtime",
-    "StepResult": "elspeth.orchestrator._runtime",
+    "PluginCall": "elspeth.orchestrator._runtime._plugin_runtime",
+    "PluginInfo": "elspeth.orchestrator._runtime._plugin_runtime",
+    "PluginRuntime": "elspeth.orchestrator._runtime._plugin_runtime",
+    "StepResult": "elspeth.orchestrator._runtime._plugin_runtime",
 }
 
 __all__ = [

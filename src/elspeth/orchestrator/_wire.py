@@ -9,7 +9,8 @@ A :class:`Conversation` checks the order on both ends. Anything else is a
 :class:`ProtocolError`. The ops with a ``size`` field (:data:`PAYLOAD_FIELD`) are followed by
 that many raw bytes (an Arrow IPC stream), read straight into memory allocated for them once the
 size has passed its cap (the orchestrator reads them itself, judging the stream's headers
-first: :mod:`._ipc_stream`). ``docs/worker-rpc.md`` documents the same tables for readers.
+first: :mod:`elspeth.orchestrator._runtime._ipc_stream`). ``docs/worker-rpc.md`` documents the
+same tables for readers.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class Phase(enum.Enum):
     """``hello`` sent, ``ready`` not yet: the worker is hardening itself."""
     IDLE = "idle"
     """Between calls."""
+    WARM = "warm"
+    """A ``warm`` is being answered: the worker makes the imports every call needs."""
     DESCRIBE = "describe"
     """A ``describe`` is being answered."""
     RUN = "run"
@@ -146,6 +149,7 @@ WORKER_BOUND: Final[Mapping[str, Rule]] = MappingProxyType(
             ONCE,
             _P.HELLO,
         ),
+        "warm": _rule({}, {_P.IDLE}, ONCE, _P.WARM),
         "describe": _rule(
             {"id": _is_int, "plugin": _is_str, "params": _is_optional_map},
             {_P.IDLE},
@@ -186,6 +190,7 @@ ORCHESTRATOR_BOUND: Final[Mapping[str, Rule]] = MappingProxyType(
         "ready": _rule(
             {"protocol": _is_int, "pid": _is_int, "sandbox": _is_map}, {_P.HELLO}, ONCE, _P.IDLE
         ),
+        "warmed": _rule({}, {_P.WARM}, ONCE, _P.IDLE),
         "described": _rule(
             {"id": _is_int, "ok": _is_bool, "info": _is_optional_map, "error": _is_optional_str},
             {_P.DESCRIBE},
@@ -210,7 +215,7 @@ ORCHESTRATOR_BOUND: Final[Mapping[str, Rule]] = MappingProxyType(
         # The worker's last word, from wherever it found the orchestrator's input unacceptable.
         "error": _rule(
             {"kind": _is_str, "message": _is_str},
-            {_P.HELLO, _P.IDLE, _P.DESCRIBE, _P.RUN},
+            {_P.HELLO, _P.IDLE, _P.WARM, _P.DESCRIBE, _P.RUN},
             ONCE,
             _P.CLOSED,
         ),

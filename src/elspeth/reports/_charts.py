@@ -157,7 +157,7 @@ def _user_cache_directory() -> Path | None:
 
 
 def _private_config_directory() -> Path:
-    from elspeth.sidecar._standalone import make_owned_directory
+    from elspeth.sidecar._client._standalone import make_owned_directory
 
     # With an owner marker: a later standalone run removes it if this process is killed.
     directory = make_owned_directory("elspeth-matplotlib-")

@@ -26,21 +26,21 @@ from elspeth.sidecar._errors import (
 )
 
 if TYPE_CHECKING:
-    from elspeth.sidecar._client import SidecarClient
-    from elspeth.sidecar._config import SidecarConfig, load_config
-    from elspeth.sidecar._standalone import (
+    from elspeth.sidecar._client._connection import SidecarClient
+    from elspeth.sidecar._client._standalone import (
         StandaloneDaemon,
         default_state_dir,
         start_standalone_daemon,
     )
+    from elspeth.sidecar._daemon._config import SidecarConfig, load_config
 
 _LAZY = {
-    "SidecarClient": "elspeth.sidecar._client",
-    "SidecarConfig": "elspeth.sidecar._config",
-    "load_config": "elspeth.sidecar._config",
-    "StandaloneDaemon": "elspeth.sidecar._standalone",
-    "start_standalone_daemon": "elspeth.sidecar._standalone",
-    "default_state_dir": "elspeth.sidecar._standalone",
+    "SidecarClient": "elspeth.sidecar._client._connection",
+    "SidecarConfig": "elspeth.sidecar._daemon._config",
+    "load_config": "elspeth.sidecar._daemon._config",
+    "StandaloneDaemon": "elspeth.sidecar._client._standalone",
+    "start_standalone_daemon": "elspeth.sidecar._client._standalone",
+    "default_state_dir": "elspeth.sidecar._client._standalone",
 }
 
 __all__ = [
@@ -64,7 +64,7 @@ __all__ = [
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``elspeth-sidecar``: run the daemon; returns the exit status."""
-    from elspeth.sidecar._daemon import main as daemon_main
+    from elspeth.sidecar._daemon._main import main as daemon_main
 
     return daemon_main(argv)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from elspeth.sidecar._daemon import main
+from elspeth.sidecar._daemon._main import main
 
 if __name__ == "__main__":
     sys.exit(main())

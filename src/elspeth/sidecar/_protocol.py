@@ -27,11 +27,17 @@ from typing import Any, Final, NoReturn
 
 import cbor2
 
+from elspeth.security._levels import SecurityLevel
+
 PROTOCOL_VERSION: Final = 1
 PROTOCOL_LABEL: Final = "elspeth-sidecar/1"
 SEAL_LABEL: Final = "elspeth-seal/1"
 GRANT_LABEL: Final = "elspeth-grant/1"
 CHECKPOINT_LABEL: Final = "elspeth-checkpoint/1"
+
+#: The highest level a daemon in standalone mode seals or checks: its own refusal, which the
+#: orchestrator also applies to a suite's plan before anything runs.
+STANDALONE_CEILING: Final = SecurityLevel.OFFICIAL_SENSITIVE
 
 KEY_SIZE: Final = 32
 NONCE_SIZE: Final = 32

@@ -1,7 +1,7 @@
 """Argument validators for the operation table: every value a client sends passes one of these.
 
 Validators are small composable objects that raise :class:`ArgumentError` naming the path of the
-offending field (``items[3].digest``). The policy table in :mod:`elspeth.sidecar._policy`
+offending field (``items[3].digest``). The policy table in :mod:`elspeth.sidecar._daemon._policy`
 combines them per operation, so every size and type rule is visible in one place and applied the
 same way to every request.
 

@@ -41,7 +41,7 @@ from elspeth.orchestrator import PluginInfo, PluginRuntime
 from elspeth.outcome import RunStatus
 from elspeth.security import ClearancePlanError, SecureDataFrame
 from elspeth.sidecar import SidecarClient, default_state_dir
-from elspeth.sidecar._standalone import owned_temporary_directory
+from elspeth.sidecar._client._standalone import owned_temporary_directory
 from elspeth.sinks import (
     ComparisonReport,
     ExperimentReport,

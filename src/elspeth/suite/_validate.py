@@ -28,7 +28,7 @@ from elspeth.security import (
     SecurityLevel,
     may_read,
 )
-from elspeth.sidecar._engine import STANDALONE_CEILING
+from elspeth.sidecar._protocol import STANDALONE_CEILING
 from elspeth.suite._reports import open_report_sink
 
 log = logging.getLogger("elspeth.suite")

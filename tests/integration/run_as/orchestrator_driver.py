@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from elspeth.orchestrator._config import RuntimeConfig, SpawnMode
 from elspeth.orchestrator._errors import PluginTimeoutError
-from elspeth.orchestrator._runtime import PluginRuntime
+from elspeth.orchestrator._runtime._config import RuntimeConfig, SpawnMode
+from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
 from elspeth.security import SecureDataFrame, SecurityLevel
 from elspeth.sidecar import SidecarClient
 

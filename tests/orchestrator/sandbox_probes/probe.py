@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from elspeth.orchestrator._sandbox import (
+from elspeth.orchestrator.worker_process._sandbox import (
     SandboxError,
     SandboxLimits,
     SandboxPolicy,

@@ -7,7 +7,7 @@ import resource
 from types import MappingProxyType
 from typing import Final
 
-from elspeth.orchestrator._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
 
 
 @dataclasses.dataclass(frozen=True)

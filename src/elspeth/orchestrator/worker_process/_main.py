@@ -6,7 +6,7 @@ Start-up order is the security argument (``docs/worker-rpc.md``):
    itself with ``-I`` before importing anything else.
 2. With only light imports loaded, it checks its environment against the allow-list and that it is
    single-threaded, reads the orchestrator's ``hello`` (its sandbox policy), creates its scratch
-   directory and hardens itself (:func:`~elspeth.orchestrator._sandbox.harden_worker`).
+   directory and hardens itself (:func:`._sandbox.harden_worker`).
 3. Only then does it import pyarrow (which starts threads) and, later, pandas and plugin code.
 4. It keeps the channel off fd 1: spawned by the orchestrator, fd 0 is one socket used both ways
    and fd 1 is pointed at stderr; started on pipes by hand, fd 1 is first duplicated to a private
@@ -32,8 +32,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from elspeth.errors import ElspethError
-from elspeth.orchestrator import _sandbox, _wire
-from elspeth.orchestrator._worker_channel import WorkerChannel
+from elspeth.orchestrator import _wire
+from elspeth.orchestrator.worker_process import _sandbox
+from elspeth.orchestrator.worker_process._channel import WorkerChannel
 
 EXIT_OK: Final = 0
 EXIT_SANDBOX: Final = 3
@@ -65,7 +66,7 @@ def main() -> int:
         "ready", protocol=_wire.PROTOCOL_VERSION, pid=os.getpid(), sandbox=report.as_dict()
     )
 
-    from elspeth.orchestrator._worker_loop import serve
+    from elspeth.orchestrator.worker_process._loop import serve
 
     return serve(channel, plugin_dirs=tuple(hello["sandbox"]["plugin_dirs"]))
 
@@ -127,7 +128,3 @@ def _load_data_libraries() -> None:
 
     pyarrow.set_cpu_count(1)
     pyarrow.set_io_thread_count(1)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ from collections.abc import Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Final
 
-from elspeth.orchestrator._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
 
 #: Where the orchestrator tells a worker its private scratch directory.
 SCRATCH_DIR_VARIABLE: Final = "ELSPETH_WORKER_SCRATCH_DIR"

@@ -3,7 +3,7 @@
 The order of checks is part of the security design: envelope shape, then the MAC (nothing a
 client chose is trusted before it), then the sequence number (an authentic but stale request is
 a replay), then the operation, its phase and times, and its arguments through the policy table
-(:func:`~elspeth.sidecar._policy.admit` decides the order), then the handler.
+(:func:`~elspeth.sidecar._daemon._policy.admit` decides the order), then the handler.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from elspeth.sidecar._audit import AuditRecord, connection_json
-from elspeth.sidecar._engine import Refusal, SealEngine
-from elspeth.sidecar._policy import OPERATIONS, Phase, Times, admit
+from elspeth.sidecar._daemon._audit import AuditRecord, connection_json
+from elspeth.sidecar._daemon._engine import Refusal, SealEngine
+from elspeth.sidecar._daemon._policy import OPERATIONS, Phase, Times, admit
 from elspeth.sidecar._protocol import (
     CONNECTION_FATAL_CODES,
     NONCE_SIZE,

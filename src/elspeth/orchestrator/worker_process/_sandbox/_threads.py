@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from elspeth.orchestrator._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
 
 _TASK_DIR = "/proc/self/task"
 

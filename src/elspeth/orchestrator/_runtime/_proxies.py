@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 from elspeth.audit import AuditEvent, FrameDerived, WorkerViewVerified
 from elspeth.orchestrator._column_update import MisalignedUpdateError, with_columns
 from elspeth.orchestrator._errors import ProxyRefusedError, RuntimeLevelMismatchError
-from elspeth.orchestrator._ipc_stream import StreamExpectation
+from elspeth.orchestrator._runtime._ipc_stream import StreamExpectation
 from elspeth.security import (
     LevelParseError,
     SecureDataFrame,

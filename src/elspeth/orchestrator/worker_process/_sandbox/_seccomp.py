@@ -9,9 +9,9 @@ import functools
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
-from elspeth.orchestrator._sandbox._errors import SandboxError
-from elspeth.orchestrator._sandbox._libc import errno_name, prctl
-from elspeth.orchestrator._sandbox._prctl import PR_SET_DUMPABLE, set_no_new_privs
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._libc import errno_name, prctl
+from elspeth.orchestrator.worker_process._sandbox._prctl import PR_SET_DUMPABLE, set_no_new_privs
 
 _LIBRARY: Final = "libseccomp.so.2"
 _ACT_ALLOW: Final = 0x7FFF0000

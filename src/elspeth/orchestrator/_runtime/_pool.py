@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from elspeth.orchestrator._errors import WorkerStartError
-from elspeth.orchestrator._process import WorkerProcess
+from elspeth.orchestrator._runtime._process import WorkerProcess
 from elspeth.security import SecurityLevel
 
 
@@ -32,13 +32,26 @@ class WorkerPool:
             return [*self._idle, *self._busy]
 
     def prestart(self) -> None:
-        """Spawn workers until the pool is full."""
+        """Spawn and warm workers until the pool is full: calls on them are then timed by the
+        call timeout alone."""
+        self._fill(warm=True)
+
+    def _fill(self, *, warm: bool) -> None:
         while True:
             with self._condition:
                 if self._closed or self._count() >= self.size:
                     return
                 self._starting += 1
             worker = self._start_one()
+            if warm:
+                try:
+                    worker.warm()
+                except BaseException:
+                    worker.stop(polite=False)
+                    with self._condition:
+                        self._starting -= 1
+                        self._condition.notify()
+                    raise
             with self._condition:
                 self._starting -= 1
                 closed = self._closed
@@ -82,7 +95,8 @@ class WorkerPool:
             self._busy.discard(worker)
             self._condition.notify()
         worker.stop(polite=False)
-        self.prestart()
+        # Not warmed: its first call carries its imports (WorkerProcess.call_deadline).
+        self._fill(warm=False)
 
     def close(self) -> None:
         """Stop every worker: politely, then by killing its group."""

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Final
 
 from elspeth.sidecar import _schema as s
-from elspeth.sidecar._engine import HandlerResult, Refusal, SealEngine
+from elspeth.sidecar._daemon._engine import HandlerResult, Refusal, SealEngine
 from elspeth.sidecar._protocol import ErrorCode
 
 

@@ -2,12 +2,12 @@
 
 The channel is one end of a Unix socket pair, passed as the worker's stdin and stdout: the
 worker then has exactly descriptors 0, 1 and 2, and points 1 at stderr. Once the worker is ready,
-a scratch watcher (:mod:`._scratch_watch`) watches its scratch directory; every wait for the
-worker's next bytes is also a wait for the watcher to end. The worker runs in a
-new session (its group id is the pid of the process we started: sudo, or the worker itself in
-standalone mode). Killing goes through the reaper in sudo mode and straight to the group in
-standalone mode; either way the child is reaped only afterwards, so its pid (the group id) is not
-reused while the group is being killed.
+a scratch watcher (:mod:`elspeth.orchestrator.reaper._scratch_watch`) watches its scratch
+directory; every wait for the worker's next bytes is also a wait for the watcher to end. The
+worker runs in a new session (its group id is the pid of the process we started: sudo, or the
+worker itself in standalone mode). Killing goes through the reaper in sudo mode and straight to
+the group in standalone mode; either way the child is reaped only afterwards, so its pid (the
+group id) is not reused while the group is being killed.
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from elspeth.orchestrator import _sandbox, _wire
+from elspeth.orchestrator import _wire
 from elspeth.orchestrator._arrow import allocate
-from elspeth.orchestrator._config import RuntimeConfig, SpawnMode, WorkerLimits
 from elspeth.orchestrator._errors import WorkerStartError
 from elspeth.orchestrator._groups import GroupKillError, remove_scratch_dir, terminate_group
-from elspeth.orchestrator._ipc_stream import CheckedStream, StreamExpectation, read_stream
-from elspeth.orchestrator._scratch_watch import ScratchWatcher
-from elspeth.orchestrator._stderr import StderrCapture, private_directory
+from elspeth.orchestrator._runtime._config import RuntimeConfig, SpawnMode, WorkerLimits
+from elspeth.orchestrator._runtime._ipc_stream import CheckedStream, StreamExpectation, read_stream
+from elspeth.orchestrator._runtime._stderr import StderrCapture, private_directory
+from elspeth.orchestrator.reaper._scratch_watch import ScratchWatcher
+from elspeth.orchestrator.worker_process import _sandbox
 from elspeth.security import SecurityLevel
-from elspeth.sidecar._standalone import interrupts_deferred, write_owner_marker
+from elspeth.sidecar._client._standalone import interrupts_deferred, write_owner_marker
 
 _SOCKET_BUFFER_BYTES: Final = 4 * 1024 * 1024
 _TERM_GRACE_SECONDS: Final = 0.5
@@ -61,6 +62,7 @@ class WorkerProcess:
         """Every byte read from the worker's channel (what the tests of early refusals count)."""
         self.scratch_watcher: ScratchWatcher | None = None
         self.conversation = _wire.Conversation.orchestrator_side()
+        self.warmed = False
         self._stopped = False
         self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for end in (self._sock, child):
@@ -186,6 +188,28 @@ class WorkerProcess:
         except OSError as error:
             raise WorkerStartError(f"cannot start a scratch watcher: {error}") from None
         self._readable.register(self.scratch_watcher.fd, select.POLLIN)
+
+    def warm(self) -> None:
+        """Have the worker make the imports every call needs (start-up work, so under the
+        start-up timeout): a call's own deadline then times only the plugin."""
+        deadline = time.monotonic() + self.config.startup_timeout
+        try:
+            self.send(deadline, "warm")
+            answer = self.receive(deadline)
+        except (_wire.ProtocolError, TimeoutError, OSError) as error:
+            raise WorkerStartError(
+                f"worker did not warm up ({type(error).__name__}); its stderr is in "
+                f"{self.stderr.path}"
+            ) from None
+        if answer.op != "warmed":
+            raise WorkerStartError(f"worker answered {answer.op!r} to warm")
+        self.warmed = True
+
+    def call_deadline(self, call_timeout: float) -> float:
+        """When a request sent now must be answered. A worker not yet warmed makes its first
+        imports inside its first request, so that one request also gets the start-up timeout."""
+        allowance = 0.0 if self.warmed else self.config.startup_timeout
+        return time.monotonic() + call_timeout + allowance
 
     # --- framed I/O with deadlines -------------------------------------------------------
 

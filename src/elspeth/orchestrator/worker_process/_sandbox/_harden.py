@@ -7,25 +7,32 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from elspeth.orchestrator._sandbox._descriptors import close_inherited_descriptors
-from elspeth.orchestrator._sandbox._environment import check_environment, pin_thread_pools
-from elspeth.orchestrator._sandbox._errors import SandboxError
-from elspeth.orchestrator._sandbox._landlock import (
+from elspeth.orchestrator.worker_process._sandbox._descriptors import close_inherited_descriptors
+from elspeth.orchestrator.worker_process._sandbox._environment import (
+    check_environment,
+    pin_thread_pools,
+)
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._landlock import (
     LandlockStatus,
     apply_landlock,
     default_read_exec_paths,
     default_read_only_paths,
     default_read_write_paths,
 )
-from elspeth.orchestrator._sandbox._limits import SandboxLimits, lower_limits
-from elspeth.orchestrator._sandbox._prctl import (
+from elspeth.orchestrator.worker_process._sandbox._limits import SandboxLimits, lower_limits
+from elspeth.orchestrator.worker_process._sandbox._prctl import (
     has_no_new_privs,
     is_dumpable,
     set_no_new_privs,
     set_not_dumpable,
 )
-from elspeth.orchestrator._sandbox._seccomp import SeccompStatus, apply_seccomp, load_library
-from elspeth.orchestrator._sandbox._threads import assert_single_threaded
+from elspeth.orchestrator.worker_process._sandbox._seccomp import (
+    SeccompStatus,
+    apply_seccomp,
+    load_library,
+)
+from elspeth.orchestrator.worker_process._sandbox._threads import assert_single_threaded
 
 _DISABLED_BY_POLICY: Final = "disabled by the sandbox policy"
 

@@ -34,7 +34,7 @@ from elspeth.orchestrator._groups import (
     remove_scratch_dir,
     terminate_group,
 )
-from elspeth.orchestrator._scratch_watch import watch
+from elspeth.orchestrator.reaper._scratch_watch import watch
 
 EXIT_DONE: Final = 0
 EXIT_REFUSED: Final = 2
@@ -131,7 +131,3 @@ def _watch_main(argv: list[str]) -> int:
         print(f"elspeth scratch watcher: refused: {refusal}", file=sys.stderr)
         return EXIT_REFUSED
     return watch(pgid, argv[1], int(argv[2]))
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

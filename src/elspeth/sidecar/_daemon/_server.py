@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from elspeth.sidecar._audit import AuditLog
-from elspeth.sidecar._config import SidecarConfig
-from elspeth.sidecar._engine import SealEngine
+from elspeth.sidecar._daemon._audit import AuditLog
+from elspeth.sidecar._daemon._config import SidecarConfig
+from elspeth.sidecar._daemon._engine import SealEngine
+from elspeth.sidecar._daemon._session import Outcome, Peer, Session
 from elspeth.sidecar._errors import SidecarConfigError
 from elspeth.sidecar._keys import group_id
 from elspeth.sidecar._protocol import FrameReader, MacKey, ProtocolViolation
 from elspeth.sidecar._schema import Limits
-from elspeth.sidecar._session import Outcome, Peer, Session
 
 _log = logging.getLogger("elspeth.sidecar")
 

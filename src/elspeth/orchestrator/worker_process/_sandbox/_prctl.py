@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from elspeth.orchestrator._sandbox._errors import SandboxError
-from elspeth.orchestrator._sandbox._libc import prctl
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._libc import prctl
 
 PR_GET_DUMPABLE: Final = 3
 PR_SET_DUMPABLE: Final = 4

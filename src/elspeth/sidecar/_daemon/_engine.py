@@ -23,6 +23,7 @@ from elspeth.sidecar._protocol import (
     GRANT_TAG_SIZE,
     KEY_SIZE,
     PROTOCOL_VERSION,
+    STANDALONE_CEILING,
     ErrorCode,
     MacKey,
     checkpoint_mac_input,
@@ -32,8 +33,6 @@ from elspeth.sidecar._protocol import (
 )
 
 HandlerResult = tuple[dict[str, Any], dict[str, Any]]
-
-STANDALONE_CEILING: Final = SecurityLevel.OFFICIAL_SENSITIVE
 
 
 def _name(rank: int) -> str:

@@ -15,7 +15,6 @@ import logging
 import re
 import signal
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from elspeth.audit import ProxyRefused
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator import _wire
 from elspeth.orchestrator._arrow import frame_to_ipc, ipc_to_table, table_to_frame
-from elspeth.orchestrator._config import ErrorPolicy, RuntimeConfig, SpawnMode, WorkerLimits
 from elspeth.orchestrator._errors import (
     PluginFailedError,
     PluginTimeoutError,
@@ -34,17 +32,23 @@ from elspeth.orchestrator._errors import (
     WorkerError,
     WorkerProtocolError,
 )
-from elspeth.orchestrator._in_flight import InFlightBytes, InFlightLimitError
-from elspeth.orchestrator._ipc_stream import (
+from elspeth.orchestrator._runtime._config import (
+    ErrorPolicy,
+    RuntimeConfig,
+    SpawnMode,
+    WorkerLimits,
+)
+from elspeth.orchestrator._runtime._in_flight import InFlightBytes, InFlightLimitError
+from elspeth.orchestrator._runtime._ipc_stream import (
     CheckedStream,
     StreamExpectation,
     StreamRefusedError,
     agrees,
 )
-from elspeth.orchestrator._pool import WorkerPool
-from elspeth.orchestrator._process import WorkerProcess
-from elspeth.orchestrator._proxies import PROXY_METHODS, AuditSink, ProxyService, Step
-from elspeth.orchestrator._scratch_watch import EXIT_FULL, EXIT_STOPPED, EXIT_UNREADABLE
+from elspeth.orchestrator._runtime._pool import WorkerPool
+from elspeth.orchestrator._runtime._process import WorkerProcess
+from elspeth.orchestrator._runtime._proxies import PROXY_METHODS, AuditSink, ProxyService, Step
+from elspeth.orchestrator.reaper._scratch_watch import EXIT_FULL, EXIT_STOPPED, EXIT_UNREADABLE
 from elspeth.plugins import PluginKind
 from elspeth.security import (
     ClearanceError,
@@ -57,7 +61,7 @@ from elspeth.security import (
     join_all,
     may_read,
 )
-from elspeth.sidecar._standalone import remove_leftovers
+from elspeth.sidecar._client._standalone import remove_leftovers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -232,7 +236,7 @@ class PluginRuntime:
         if cached is not None:
             return cached
         worker = self._catalog.acquire(self._config.startup_timeout)
-        deadline = time.monotonic() + self._config.call_timeout
+        deadline = worker.call_deadline(self._config.call_timeout)
         try:
             request_id = next(self._request_ids)
             worker.send(
@@ -245,6 +249,7 @@ class PluginRuntime:
             answer = worker.receive(deadline)
             if answer.op != "described" or answer["id"] != request_id:
                 raise _wire.ProtocolError(f"expected 'described', got {answer.op!r}")
+            worker.warmed = True
             if not answer["ok"]:
                 self._catalog.release(worker)
                 raise ConfigurationError(answer["error"] or f"plugin {plugin!r} is unusable")
@@ -363,7 +368,8 @@ class PluginRuntime:
         self, pool: WorkerPool, worker: WorkerProcess, step: Step, parameters: Mapping[str, Any]
     ) -> None:
         timeout = self._config.call_timeout
-        deadline = time.monotonic() + timeout
+        first_imports = not worker.warmed
+        deadline = worker.call_deadline(timeout)
         where = {"plugin": step.plugin, "chunk_id": step.chunk_id}
         request_id = next(self._request_ids)
         try:
@@ -381,6 +387,7 @@ class PluginRuntime:
                 if message.op == "proxy":
                     self._answer(worker, step, message, deadline)
                 elif message.op == "result" and message["id"] == request_id:
+                    worker.warmed = True
                     break
                 elif message.op == "error":
                     raise _wire.ProtocolError(f"the worker reported {message['kind']!r}")
@@ -388,9 +395,15 @@ class PluginRuntime:
                     raise _wire.ProtocolError(f"unexpected {message.op!r} during a call")
         except TimeoutError:
             pool.replace(worker)
+            allowance = (
+                f" (and the {self._config.startup_timeout}s start-up timeout its first imports "
+                "were allowed)"
+                if first_imports
+                else ""
+            )
             raise PluginTimeoutError(
-                f"no answer within the {timeout}s call timeout; the worker's process group was "
-                "killed and the worker replaced",
+                f"no answer within the {timeout}s call timeout{allowance}; the worker's process "
+                "group was killed and the worker replaced",
                 **where,
             ) from None
         except InFlightLimitError as error:

@@ -8,7 +8,7 @@ import functools
 import os
 from typing import TYPE_CHECKING, TypeAlias
 
-from elspeth.orchestrator._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
 
 
 @functools.cache

@@ -7,11 +7,11 @@ public for tests that open one lock on purpose. See ``docs/worker-sandbox.md``.
 
 from __future__ import annotations
 
-from elspeth.orchestrator._sandbox._descriptors import (
+from elspeth.orchestrator.worker_process._sandbox._descriptors import (
     close_inherited_descriptors,
     open_descriptors,
 )
-from elspeth.orchestrator._sandbox._environment import (
+from elspeth.orchestrator.worker_process._sandbox._environment import (
     ALLOWED_ENVIRONMENT,
     SCRATCH_DIR_VARIABLE,
     SINGLE_THREAD_ENVIRONMENT,
@@ -19,15 +19,15 @@ from elspeth.orchestrator._sandbox._environment import (
     pin_thread_pools,
     worker_environment,
 )
-from elspeth.orchestrator._sandbox._errors import SandboxError
-from elspeth.orchestrator._sandbox._harden import (
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._harden import (
     SandboxPolicy,
     SandboxReport,
     enforce_full_sandbox,
     harden_worker,
     missing_locks,
 )
-from elspeth.orchestrator._sandbox._landlock import (
+from elspeth.orchestrator.worker_process._sandbox._landlock import (
     LandlockStatus,
     apply_landlock,
     default_read_exec_paths,
@@ -35,15 +35,22 @@ from elspeth.orchestrator._sandbox._landlock import (
     default_read_write_paths,
     kernel_abi,
 )
-from elspeth.orchestrator._sandbox._limits import SandboxLimits, lower_limits
-from elspeth.orchestrator._sandbox._prctl import (
+from elspeth.orchestrator.worker_process._sandbox._limits import SandboxLimits, lower_limits
+from elspeth.orchestrator.worker_process._sandbox._prctl import (
     has_no_new_privs,
     is_dumpable,
     set_no_new_privs,
     set_not_dumpable,
 )
-from elspeth.orchestrator._sandbox._seccomp import REFUSALS, SeccompStatus, apply_seccomp
-from elspeth.orchestrator._sandbox._threads import assert_single_threaded, thread_names
+from elspeth.orchestrator.worker_process._sandbox._seccomp import (
+    REFUSALS,
+    SeccompStatus,
+    apply_seccomp,
+)
+from elspeth.orchestrator.worker_process._sandbox._threads import (
+    assert_single_threaded,
+    thread_names,
+)
 
 __all__ = [
     "ALLOWED_ENVIRONMENT",

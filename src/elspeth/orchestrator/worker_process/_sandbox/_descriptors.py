@@ -6,7 +6,7 @@ import fcntl
 import os
 from collections.abc import Iterable
 
-from elspeth.orchestrator._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
 
 _FD_DIR = "/proc/self/fd"
 

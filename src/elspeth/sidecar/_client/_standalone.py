@@ -42,7 +42,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any, Final, Self
 
-from elspeth.sidecar._client import SidecarClient
+from elspeth.sidecar._client._connection import SidecarClient
 from elspeth.sidecar._errors import DaemonUnavailableError, KeyFileError
 from elspeth.sidecar._protocol import KEY_SIZE
 

@@ -15,7 +15,7 @@ from elspeth.orchestrator import _wire
 from elspeth.orchestrator._arrow import allocate, frame_to_ipc, ipc_to_table
 from elspeth.orchestrator._column_update import ViewBase, columns_to_send
 from elspeth.orchestrator._errors import ProxyRefusedError
-from elspeth.orchestrator._worker_channel import WorkerChannel
+from elspeth.orchestrator.worker_process._channel import WorkerChannel
 from elspeth.plugins import FrameMetadata, PluginContext, View
 from elspeth.plugins._declaration import PROXY_COUNTS, describe, validate_parameters
 from elspeth.plugins._registry import PluginRegistry, UnknownPluginError
@@ -129,6 +129,13 @@ class _Worker:
         except ConfigurationError as error:
             self.registry_error = str(error)
 
+    def warm(self, message: _wire.Message) -> None:
+        """Make now the imports every call would otherwise make on first use (pandas, for the
+        views), so that a call's deadline times the plugin's own work."""
+        import pandas  # noqa: F401
+
+        self.channel.send("warmed")
+
     def describe(self, message: _wire.Message) -> None:
         try:
             registry = self._registry()
@@ -193,6 +200,7 @@ def serve(channel: WorkerChannel, *, plugin_dirs: tuple[str, ...]) -> int:
     channel.allocate = allocate
     worker = _Worker(channel, plugin_dirs)
     handlers: dict[str, Callable[[_wire.Message], None]] = {
+        "warm": worker.warm,
         "describe": worker.describe,
         "run": worker.run,
     }
@@ -208,7 +216,7 @@ def serve(channel: WorkerChannel, *, plugin_dirs: tuple[str, ...]) -> int:
         if message.op == "shutdown":
             return 0
         try:
-            # Between calls the conversation admits exactly describe, run and shutdown.
+            # Between calls the conversation admits exactly warm, describe, run and shutdown.
             handlers[message.op](message)
         except _ChannelBroken as error:
             print(f"elspeth worker: channel broken: {error}", file=sys.stderr)

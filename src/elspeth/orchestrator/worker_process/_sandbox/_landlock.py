@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
-from elspeth.orchestrator._sandbox._errors import SandboxError
-from elspeth.orchestrator._sandbox._libc import errno_name, raw_syscall
-from elspeth.orchestrator._sandbox._prctl import set_no_new_privs
-from elspeth.orchestrator._sandbox._threads import assert_single_threaded
+from elspeth.orchestrator.worker_process._sandbox._errors import SandboxError
+from elspeth.orchestrator.worker_process._sandbox._libc import errno_name, raw_syscall
+from elspeth.orchestrator.worker_process._sandbox._prctl import set_no_new_privs
+from elspeth.orchestrator.worker_process._sandbox._threads import assert_single_threaded
 
 #: The same numbers on every architecture that uses the generic syscall table and on x86_64.
 _SYSCALLS_BY_MACHINE: Final = MappingProxyType(

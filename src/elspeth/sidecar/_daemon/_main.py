@@ -16,9 +16,16 @@ import time
 from pathlib import Path
 from typing import Final
 
-from elspeth.sidecar._audit import AuditLog
-from elspeth.sidecar._config import DEFAULT_CONFIG_PATH, SidecarConfig, load_config
-from elspeth.sidecar._engine import SealEngine
+from elspeth.sidecar._daemon._audit import AuditLog
+from elspeth.sidecar._daemon._config import DEFAULT_CONFIG_PATH, SidecarConfig, load_config
+from elspeth.sidecar._daemon._engine import SealEngine
+from elspeth.sidecar._daemon._server import (
+    SidecarServer,
+    SocketInUseError,
+    create_listening_socket,
+    prepare_socket_directory,
+    resolve_allowed_uids,
+)
 from elspeth.sidecar._errors import KeyFileError, SidecarConfigError
 from elspeth.sidecar._keys import (
     CHECKPOINT_KEY_POLICY,
@@ -29,13 +36,6 @@ from elspeth.sidecar._keys import (
     lock_in_memory,
 )
 from elspeth.sidecar._protocol import MacKey
-from elspeth.sidecar._server import (
-    SidecarServer,
-    SocketInUseError,
-    create_listening_socket,
-    prepare_socket_directory,
-    resolve_allowed_uids,
-)
 
 _log = logging.getLogger("elspeth.sidecar")
 
