@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sample_outputs import data_digests
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,6 +60,9 @@ def test_first_command_runs_the_sample_suite(tmp_path: Path) -> None:
     for experiment in ("baseline", "terse_prompt", "second_opinion"):
         assert f"{experiment}__results__results_csv.csv" in written
     assert "compare__versus_baseline__terse_prompt__results_csv.csv" in written
+    # Every data file holds what a run of the sample held before the runner was rebuilt.
+    expected = json.loads((ROOT / "tests" / "vectors" / "sample_outputs.json").read_text("utf-8"))
+    assert data_digests(run_dir) == expected
 
 
 def test_examples_hold_the_bundled_sample() -> None:
