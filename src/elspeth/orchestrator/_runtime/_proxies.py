@@ -26,6 +26,7 @@ from elspeth.security import (
     SecureDataFrame,
     SecurityLevel,
     join,
+    may_read,
 )
 
 if TYPE_CHECKING:
@@ -296,7 +297,7 @@ class ProxyService:
             clearance = SecurityLevel.parse(args["level"])
         except LevelParseError:
             raise proxy.step.refuse(f"verify_clearance: unknown level {args['level']!r}") from None
-        return Reply({"allowed": proxy.frame.security_level <= clearance})
+        return Reply({"allowed": may_read(clearance, proxy.frame.security_level)})
 
     def _advance(
         self,
