@@ -18,7 +18,6 @@ _ORDERINGS: Final = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 _RULE: Final = ("security/_levels.py", "may_read")
 
 
-
 def _names(node: ast.AST) -> set[str]:
     names: set[str] = set()
     for sub in ast.walk(node):
