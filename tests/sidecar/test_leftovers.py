@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from elspeth.sidecar import _standalone
+from elspeth.sidecar._client import _standalone
 from elspeth.sidecar._client._standalone import (
     OWNER_MARKER,
     UNMARKED_AGE_SECONDS,
