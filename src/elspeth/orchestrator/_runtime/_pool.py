@@ -32,26 +32,22 @@ class WorkerPool:
             return [*self._idle, *self._busy]
 
     def prestart(self) -> None:
-        """Spawn and warm workers until the pool is full: calls on them are then timed by the
-        call timeout alone."""
-        self._fill(warm=True)
-
-    def _fill(self, *, warm: bool) -> None:
+        """Spawn and warm workers until the pool is full (a replacement starts this way): calls
+        on them are then timed by the call timeout alone."""
         while True:
             with self._condition:
                 if self._closed or self._count() >= self.size:
                     return
                 self._starting += 1
             worker = self._start_one()
-            if warm:
-                try:
-                    worker.warm()
-                except BaseException:
-                    worker.stop(polite=False)
-                    with self._condition:
-                        self._starting -= 1
-                        self._condition.notify()
-                    raise
+            try:
+                worker.warm()
+            except BaseException:
+                worker.stop(polite=False)
+                with self._condition:
+                    self._starting -= 1
+                    self._condition.notify()
+                raise
             with self._condition:
                 self._starting -= 1
                 closed = self._closed
@@ -95,8 +91,7 @@ class WorkerPool:
             self._busy.discard(worker)
             self._condition.notify()
         worker.stop(polite=False)
-        # Not warmed: its first call carries its imports (WorkerProcess.call_deadline).
-        self._fill(warm=False)
+        self.prestart()
 
     def close(self) -> None:
         """Stop every worker: politely, then by killing its group."""
