@@ -159,12 +159,13 @@ def audit_times(run_dir: Path) -> dict[str, float]:
     return first
 
 
-def run_command(settings: Path, work: Path) -> CommandTiming:
-    """``python -m elspeth.cli run`` in a subprocess, as a user runs it."""
+def run_command(settings: Path, work: Path, state: Path) -> CommandTiming:
+    """``python -m elspeth.cli run`` in a subprocess, as a user runs it: every run with the
+    same state directory, as a user's runs share theirs (a first run makes it)."""
     output = work / "out"
     command = [
         *(sys.executable, "-m", "elspeth.cli", "run", "--settings", str(settings)),
-        *("--output-dir", str(output), "--state-dir", str(work / "state")),
+        *("--output-dir", str(output), "--state-dir", str(state)),
         *("--log-level", "error"),
     ]
     cpu0 = children_cpu()
@@ -362,7 +363,7 @@ def main() -> None:
         def command_once(label: str) -> CommandTiming:
             work = root / label
             work.mkdir()
-            return run_command(settings, work)
+            return run_command(settings, work, root / "command-state")
 
         run_floor(server.base_url, rows, args.concurrency)  # warm-up
         pipeline_once("warm-up")

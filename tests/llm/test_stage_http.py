@@ -101,7 +101,7 @@ def test_5xx_is_retried_until_success_and_every_attempt_is_recorded(server: Open
     assert [a.outcome for a in result.attempts] == ["server_error", "server_error", "ok"]
     assert [a.status for a in result.attempts] == [503, 500, 200]
     assert result.retry_reasons == ("server_error", "server_error")
-    assert result.audit_record()["attempt_count"] == 3
+    assert result.audit_event("e").attempt_count == 3
     assert server.stats.request_count == 3
 
 
@@ -330,7 +330,9 @@ def test_the_api_key_leaks_nowhere(
         for server in (rejecting, accepting):
             client = client_for(server, api_key)
             stage = LLMStage(client, PACK, cache=cache, retry_policy=FAST_RETRIES)
-            summary = run(stage, rows(3), on_result=lambda r: audit.append(r.audit_record()))
+            summary = run(
+                stage, rows(3), on_result=lambda r: audit.append(r.audit_event("e").fields())
+            )
             summaries.append(summary.as_dict())
             texts = [repr(client), repr(client.identity)]
     rejected = [record for record in audit if record["outcome"] == "error"]

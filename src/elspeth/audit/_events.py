@@ -21,8 +21,22 @@ class AuditEvent:
     NAME: ClassVar[str] = ""
 
     def fields(self) -> dict[str, Any]:
-        """The event's fields as JSON-ready values (tuples become lists when dumped)."""
-        return dataclasses.asdict(self)
+        """The event's fields as JSON-ready values, in declaration order (tuples become lists
+        when dumped): what ``dataclasses.asdict`` gives, without its deep copy. Every value is
+        immutable (text, numbers, booleans, null, tuples of them); an event holding records
+        (:class:`LlmResult`) turns them into mappings itself. Recorded once per answer, so this
+        stays cheap."""
+        return {name: getattr(self, name) for name in _field_names(type(self))}
+
+
+_FIELD_NAMES: Final[dict[type, tuple[str, ...]]] = {}
+
+
+def _field_names(event_type: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(event_type)
+    if names is None:
+        names = _FIELD_NAMES[event_type] = tuple(f.name for f in dataclasses.fields(event_type))
+    return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +114,15 @@ class Attempt:
     latency_ms: float
     retry_delay_ms: float | None
 
+    def fields(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "outcome": self.outcome,
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+            "retry_delay_ms": self.retry_delay_ms,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class LlmResult(AuditEvent):
@@ -121,6 +144,11 @@ class LlmResult(AuditEvent):
     cost: str | None
     cached: bool
     latency_ms: float
+
+    def fields(self) -> dict[str, Any]:
+        fields = AuditEvent.fields(self)
+        fields["attempts"] = tuple(attempt.fields() for attempt in self.attempts)
+        return fields
 
 
 @dataclass(frozen=True, slots=True)

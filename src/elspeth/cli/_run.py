@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from elspeth.cli._early import EarlyDaemon, looks_standalone, peek, state_used, uses_http
 from elspeth.errors import ElspethError
 from elspeth.outcome import ExitCode
 
@@ -55,16 +56,23 @@ def run_command(arguments: argparse.Namespace) -> int:
     console = _console(sys.stderr if json_to_stdout else sys.stdout)
     errors = _console(sys.stderr)
     runner: SuiteRunner | None = None
+    early: EarlyDaemon | None = None
     try:
         if arguments.settings is None:
             sample = resources.files("elspeth") / "_data" / "sample_suite.yaml"
             with resources.as_file(sample) as path:
-                runner = _runner(path, arguments, console)
+                early = _start_early(path, arguments)
+                runner = _runner(path, arguments, console, early)
         else:
-            runner = _runner(arguments.settings, arguments, console)
+            early = _start_early(arguments.settings, arguments)
+            runner = _runner(arguments.settings, arguments, console, early)
         if arguments.validate_only:
             return _validate(runner, console)
-        summary = _run(runner, arguments, console)
+        try:
+            summary = _run(runner, arguments, console)
+        finally:
+            if early is not None:  # a run that ended before it took the daemon
+                early.discard(restore_umask=False)  # the run set its umask itself
     except ElspethError as error:
         return _refused_before_the_run(error, runner, arguments, errors)
     if summary.error is not None:
@@ -85,23 +93,56 @@ def run_command(arguments: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def _runner(settings: Path, arguments: argparse.Namespace, console: Console) -> SuiteRunner:
-    from elspeth.config import load_suite
-    from elspeth.suite import RunOptions, SuiteRunner
+def _start_early(settings: Path, arguments: argparse.Namespace) -> EarlyDaemon | None:
+    """A run (not a validation) of standalone settings starts its daemon now, before the
+    heavy imports of loading the settings (see :mod:`elspeth.cli._early`) — once a run has
+    used the state directory: a first run makes it (and the daemon its key) where it always
+    did, so settings refused on a first run leave no state directory behind."""
+    if arguments.validate_only:
+        return None
+    document = peek(settings)
+    if not looks_standalone(document):
+        return None
+    from elspeth.sidecar import default_state_dir
 
-    suite = load_suite(settings)
-    options = RunOptions(
-        output_dir=arguments.output_dir.resolve() if "output_dir" in arguments else Path(),
-        head=getattr(arguments, "head", None),
-        resume=getattr(arguments, "resume", None),
-        state_dir=arguments.state_dir,
-    )
-    if suite.settings.sidecar.mode == "standalone":
-        console.print(
-            "[bold yellow]STANDALONE MODE[/]: a private sidecar daemon runs for this run only, "
-            "as this user; levels above OFFICIAL_SENSITIVE are refused."
+    state_dir = default_state_dir() if arguments.state_dir is None else arguments.state_dir
+    if not state_used(state_dir):
+        return None
+    return EarlyDaemon(arguments.state_dir, then_import=("aiohttp",) if uses_http(document) else ())
+
+
+def _runner(
+    settings: Path,
+    arguments: argparse.Namespace,
+    console: Console,
+    early: EarlyDaemon | None = None,
+) -> SuiteRunner:
+    try:
+        from elspeth.config import load_suite
+        from elspeth.suite import RunOptions, SuiteRunner
+
+        suite = load_suite(settings)
+        standalone = suite.settings.sidecar.mode == "standalone"
+        options = RunOptions(
+            output_dir=arguments.output_dir.resolve() if "output_dir" in arguments else Path(),
+            head=getattr(arguments, "head", None),
+            resume=getattr(arguments, "resume", None),
+            state_dir=arguments.state_dir,
+            standalone_daemon=early.take if early is not None and standalone else None,
         )
-    return SuiteRunner(suite, options)
+        if standalone:
+            console.print(
+                "[bold yellow]STANDALONE MODE[/]: a private sidecar daemon runs for this run "
+                "only, as this user; levels above OFFICIAL_SENSITIVE are refused."
+            )
+        runner = SuiteRunner(suite, options)
+    except BaseException:
+        if early is not None:  # not a run after all: as if the daemon had never started
+            early.discard(restore_umask=True)
+        raise
+    if early is not None and not standalone:
+        early.discard(restore_umask=True)
+    return runner
 
 
 def _validate(runner: SuiteRunner, console: Console) -> int:

@@ -132,16 +132,15 @@ class AttemptRecord:
     latency_s: float
     retry_delay_s: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "number": self.number,
-            "outcome": self.outcome,
-            "status": self.status,
-            "latency_ms": round(self.latency_s * 1000, 3),
-            "retry_delay_ms": None
-            if self.retry_delay_s is None
-            else round(self.retry_delay_s * 1000, 3),
-        }
+    def audit_event(self) -> Attempt:
+        """This attempt as the audit event records it: times in milliseconds, to the µs."""
+        return Attempt(
+            self.number,
+            self.outcome,
+            self.status,
+            round(self.latency_s * 1000, 3),
+            None if self.retry_delay_s is None else round(self.retry_delay_s * 1000, 3),
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -174,33 +173,27 @@ class RowResult:
     def retry_reasons(self) -> tuple[str, ...]:
         return tuple(attempt.outcome for attempt in self.attempts[:-1])
 
-    def audit_record(self) -> dict[str, Any]:
-        """Everything about this result except the answer text (row content never goes to audit)."""
-        return {
-            "row": self.row,
-            "criterion": self.criterion,
-            "repeat": self.repeat,
-            "outcome": self.outcome.value,
-            "error_kind": None if self.error_kind is None else self.error_kind.value,
-            "error_message": self.error_message,
-            "attempt_count": len(self.attempts),
-            "retry_reasons": list(self.retry_reasons),
-            "attempts": [attempt.as_dict() for attempt in self.attempts],
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost": str(self.cost),
-            "cached": self.cached,
-            "latency_ms": round(self.latency_s * 1000, 3),
-        }
-
     def audit_event(self, experiment: str, *, priced: bool = True) -> LlmResult:
-        """:meth:`audit_record` as the audit log's event; unpriced, the cost is unknown (null)."""
-        record = self.audit_record()
-        record["attempts"] = tuple(Attempt(**attempt) for attempt in record["attempts"])
-        record["retry_reasons"] = tuple(record["retry_reasons"])
-        if not priced:
-            record["cost"] = None
-        return LlmResult(experiment=experiment, **record)
+        """Everything about this result except the answer text (row content never goes to
+        audit), as the audit log's event; unpriced, the cost is unknown (null). Built directly,
+        once per answer."""
+        return LlmResult(
+            experiment=experiment,
+            row=self.row,
+            criterion=self.criterion,
+            repeat=self.repeat,
+            outcome=self.outcome.value,
+            error_kind=None if self.error_kind is None else self.error_kind.value,
+            error_message=self.error_message,
+            attempt_count=len(self.attempts),
+            retry_reasons=self.retry_reasons,
+            attempts=tuple(attempt.audit_event() for attempt in self.attempts),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            cost=str(self.cost) if priced else None,
+            cached=self.cached,
+            latency_ms=round(self.latency_s * 1000, 3),
+        )
 
 
 @dataclasses.dataclass(slots=True)

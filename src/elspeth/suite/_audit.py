@@ -21,6 +21,9 @@ FLUSH_INTERVAL_SECONDS = 0.25
 """How stale the file may be: a flush per line costs a GIL hand-off on the LLM event loop, so
 lines are buffered and a background thread flushes them at this interval (and at close)."""
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+"""``json.dumps(..., separators=(",", ":"))`` without building an encoder per line."""
+
 
 class AuditLog:
     """Append-only JSONL, flushed every :data:`FLUSH_INTERVAL_SECONDS` and at close.
@@ -32,13 +35,17 @@ class AuditLog:
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
         self.run_id = run_id
+        self._run = _ENCODE(run_id)
         self._lock = threading.Lock()
         descriptor = os.open(
             path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
         )
         os.fchmod(descriptor, 0o600)
-        self._head = self._continue_chain(descriptor)
-        self._file = os.fdopen(descriptor, "a", encoding="utf-8", buffering=1024 * 1024)
+        head = self._continue_chain(descriptor)
+        self._lines, self._last_hash = head.lines, head.last_hash
+        # Lines are ASCII (JSON with every non-ASCII character escaped): written as the very
+        # bytes their hash is taken of.
+        self._file = os.fdopen(descriptor, "ab", buffering=1024 * 1024)
         self.failure: OSError | None = None
         """The first I/O error writing the log; lines after it are lost, and the run fails."""
         self._closed = threading.Event()
@@ -59,7 +66,7 @@ class AuditLog:
     def head(self) -> ChainHead:
         """The lines written so far and the last one's hash: what the manifest records."""
         with self._lock:
-            return self._head
+            return ChainHead(self._lines, self._last_hash)
 
     def _flush_periodically(self) -> None:
         while not self._closed.wait(FLUSH_INTERVAL_SECONDS):
@@ -82,17 +89,23 @@ class AuditLog:
     def record(self, event: AuditEvent) -> None:
         """Append ``event``, chained to the line before; thread-safe (workers' calls and the
         row stages record from their own threads)."""
-        envelope = {"ts": round(time.time(), 6), "run": self.run_id, "event": event.NAME}
-        fields = event.fields()
+        # The line is the envelope then the fields, as one object dumped at once would be:
+        # ``{"ts":..,"run":..,"event":..,"prev":..,<fields>}``. A timestamp is a finite float,
+        # which JSON writes as its repr; the fields are dumped without their opening brace.
+        ts = repr(round(time.time(), 6))
+        fields = _ENCODE(event.fields())
+        fields = "}" if fields == "{}" else "," + fields[1:]
         with self._lock:
             if self.failure is not None:
                 return
-            line = json.dumps(
-                {**envelope, "prev": self._head.last_hash, **fields}, separators=(",", ":")
-            )
-            self._guarded(lambda: self._file.write(line + "\n"))
+            line = (
+                f'{{"ts":{ts},"run":{self._run},"event":{_ENCODE(event.NAME)},'
+                f'"prev":"{self._last_hash}"{fields}'
+            ).encode("ascii")
+            self._guarded(lambda: self._file.write(line + b"\n"))
             if self.failure is None:
-                self._head = ChainHead(self._head.lines + 1, line_hash(line.encode("ascii")))
+                self._lines += 1
+                self._last_hash = line_hash(line)
 
     def close(self) -> None:
         """Flush, sync and close; an I/O error is kept in :attr:`failure`, never raised."""

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from elspeth.config import SidecarSettings
-from elspeth.sidecar import SidecarClient, start_standalone_daemon
+from elspeth.sidecar import SidecarClient, StandaloneDaemon, start_standalone_daemon
 
 log = logging.getLogger("elspeth.suite")
 
 
 @contextlib.contextmanager
 def open_authority(
-    settings: SidecarSettings, *, state_dir: Path | None = None
+    settings: SidecarSettings,
+    *,
+    state_dir: Path | None = None,
+    started: Callable[[], StandaloneDaemon] | None = None,
 ) -> Iterator[SidecarClient]:
-    """Yield a connected client; in standalone mode the daemon lives as long as the block."""
+    """Yield a connected client; in standalone mode the daemon lives as long as the block.
+    ``started`` gives a daemon started ahead for this run (with this ``state_dir``) instead
+    of starting one here."""
     if settings.mode == "standalone":
-        with start_standalone_daemon(state_dir=state_dir) as daemon, daemon.connect() as client:
+        daemon = start_standalone_daemon(state_dir=state_dir) if started is None else started()
+        with daemon, daemon.connect() as client:
             yield client
         return
     client = SidecarClient.wait_until_ready(

@@ -171,7 +171,11 @@ class SuiteRunner:
         settings = self.suite.settings
         audit.record(RunStarted(suite=settings.suite.name, resumed=bool(self.options.resume)))
         with (
-            open_authority(settings.sidecar, state_dir=self.options.state_dir) as authority,
+            open_authority(
+                settings.sidecar,
+                state_dir=self.options.state_dir,
+                started=self.options.standalone_daemon,
+            ) as authority,
             PluginRuntime(
                 authority,
                 runtime_config(self.suite, self.run_dir / "worker-logs"),

@@ -8,10 +8,10 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from elspeth.config import SettingsError, Suite
 from elspeth.errors import ConfigurationError
@@ -25,6 +25,9 @@ from elspeth.orchestrator import (
 )
 from elspeth.outcome import RunStatus
 from elspeth.suite._validate import checks_declared_columns, plugin_problems, template_problems
+
+if TYPE_CHECKING:
+    from elspeth.sidecar import StandaloneDaemon
 
 ROW_COLUMN: Final = "_row"
 """The column holding each row's ordinal; a template may not use it."""
@@ -43,6 +46,9 @@ class RunOptions:
     head: int | None = None
     resume: str | None = None
     state_dir: Path | None = None
+    standalone_daemon: Callable[[], StandaloneDaemon] | None = None
+    """A standalone daemon started ahead for this run (the command line starts it while it
+    loads the settings): called once, where the run would start its own, which it then is."""
 
 
 def describe_plugins(runtime: PluginRuntime, suite: Suite) -> dict[str, PluginInfo]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-import aiohttp
-
+from elspeth._lazy import lazy_module
 from elspeth.llm._errors import LLMConfigurationError
 from elspeth.llm._retry import parse_retry_after
 from elspeth.llm._types import (
@@ -26,6 +25,11 @@ from elspeth.llm._types import (
     ErrorKind,
     kind_for_status,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
+else:  # about 0.3 s of import (its TLS contexts among it) that a mock-model suite never needs
+    aiohttp = lazy_module("aiohttp")
 
 _SAFE_CODE_CHARACTERS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
