@@ -9,6 +9,7 @@ Pydantic validators, ``model_config``, module ``__getattr__`` (lazy re-exports) 
 # ruff: noqa: B018, F821
 
 # Built-in plugins are loaded by name from ``BUILTIN_PLUGINS`` ("module:Class" strings).
+AnswerScorer
 JsonSchemaValidator
 RegexValidator
 ScoreComparison

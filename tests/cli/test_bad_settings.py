@@ -94,7 +94,7 @@ def test_unknown_plugin_lists_the_known_ones(suite: SuiteFiles) -> None:
     where = place(suite, "  check:")
     assert code == 2
     assert f"{suite.path}:{where}: plugins.check: unknown plugin 'no_such_plugin'" in message
-    assert "known plugins: json_schema_validator, regex_validator" in message
+    assert "known plugins: answer_scorer, json_schema_validator, regex_validator" in message
 
 
 def test_bad_plugin_parameter_is_named(suite: SuiteFiles) -> None:

@@ -242,6 +242,7 @@ def test_unit_every_builtin_is_registered_under_its_declared_name() -> None:
     registry = PluginRegistry(entry_points=False)
     kinds = {name: registry.get(name).kind for name in registry.names()}
     assert kinds == {
+        "answer_scorer": PluginKind.ROW_PLUGIN,
         "json_schema_validator": PluginKind.VALIDATOR,
         "regex_validator": PluginKind.VALIDATOR,
         "score_comparison": PluginKind.BASELINE_COMPARISON,

@@ -34,7 +34,8 @@ def test_builtins_and_plugin_directories_are_found_by_name() -> None:
 def test_unknown_plugin_lists_the_known_ones() -> None:
     with pytest.raises(
         UnknownPluginError,
-        match=r"unknown plugin 'nope'; known plugins: json_schema_validator, regex_validator, "
+        match=r"unknown plugin 'nope'; known plugins: answer_scorer, json_schema_validator, "
+        r"regex_validator, "
         r"score_comparison, score_extractor, score_statistics, score_summary, "
         r"threshold_early_stop$",
     ):

@@ -24,6 +24,7 @@ from elspeth.plugins._declaration import check_declaration, validate_parameters
 
 BUILTIN_PLUGINS: Final[Mapping[str, str]] = MappingProxyType(
     {
+        "answer_scorer": "elspeth.plugins.builtin._answer_scorer:AnswerScorer",
         "json_schema_validator": "elspeth.plugins.builtin._validators:JsonSchemaValidator",
         "regex_validator": "elspeth.plugins.builtin._validators:RegexValidator",
         "score_comparison": "elspeth.plugins.builtin._score_comparison:ScoreComparison",
