@@ -39,15 +39,7 @@ class WorkerPool:
                 if self._closed or self._count() >= self.size:
                     return
                 self._starting += 1
-            worker = self._start_one()
-            try:
-                worker.warm()
-            except BaseException:
-                worker.stop(polite=False)
-                with self._condition:
-                    self._starting -= 1
-                    self._condition.notify()
-                raise
+            worker = self._start_one(warm=True)
             with self._condition:
                 self._starting -= 1
                 closed = self._closed
@@ -107,12 +99,19 @@ class WorkerPool:
     def _count(self) -> int:
         return len(self._idle) + len(self._busy) + self._starting
 
-    def _start_one(self) -> WorkerProcess:
-        """Spawn one worker for a slot already counted in ``_starting``; free it on failure."""
+    def _start_one(self, *, warm: bool = False) -> WorkerProcess:
+        """Spawn (and with ``warm``, warm) one worker for a slot already counted in
+        ``_starting``; on failure stop what was spawned and free the slot."""
+        worker: WorkerProcess | None = None
         try:
-            return self._spawn(self.level)
+            worker = self._spawn(self.level)
+            if warm:
+                worker.warm()
         except BaseException:
+            if worker is not None:
+                worker.stop(polite=False)
             with self._condition:
                 self._starting -= 1
                 self._condition.notify()
             raise
+        return worker
