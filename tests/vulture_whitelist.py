@@ -12,6 +12,7 @@ Pydantic validators, ``model_config``, module ``__getattr__`` (lazy re-exports) 
 AnswerScorer
 JsonSchemaValidator
 RegexValidator
+RepeatReducer
 ScoreComparison
 ScoreExtractor
 ScoreStatistics
@@ -29,6 +30,10 @@ parameter_schema  # PluginInfo field, from the worker's description
 cache_misreads  # StageSummary fields (docs/llm.md), in the JSON summary
 abandoned
 rows_loaded  # JSON summary field
+grade_error  # audit event and judge totals fields, in the audit log and the JSON summary
+malformed
+call_errors
+unanswered
 libseccomp_version  # SeccompStatus field, in the worker's sandbox report
 nproc  # WorkerLimits fields, applied with setrlimit by name
 address_space_bytes

@@ -19,6 +19,8 @@ from elspeth.audit import (
     BudgetStop,
     EarlyStop,
     FrameGranted,
+    JudgeDone,
+    JudgeResult,
     ProxyRefused,
     Refusal,
     Resumed,
@@ -37,6 +39,8 @@ NOT_REACHED = {
     BudgetStop.NAME: "the sample sets no budget (tests/suite/test_budget_stops)",
     ProxyRefused.NAME: "built-in plugins make only allowed calls (tests/orchestrator/"
     "test_audit_events)",
+    JudgeResult.NAME: "the sample has no judge (tests/suite/test_judges)",
+    JudgeDone.NAME: "the sample has no judge (tests/suite/test_judges)",
 }
 """Event types a sample run does not record, and where each is exercised instead."""
 

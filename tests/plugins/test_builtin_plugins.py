@@ -245,6 +245,7 @@ def test_unit_every_builtin_is_registered_under_its_declared_name() -> None:
         "answer_scorer": PluginKind.ROW_PLUGIN,
         "json_schema_validator": PluginKind.VALIDATOR,
         "regex_validator": PluginKind.VALIDATOR,
+        "repeat_reducer": PluginKind.AGGREGATOR,
         "score_comparison": PluginKind.BASELINE_COMPARISON,
         "score_extractor": PluginKind.ROW_PLUGIN,
         "score_statistics": PluginKind.AGGREGATOR,

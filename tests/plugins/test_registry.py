@@ -35,7 +35,7 @@ def test_unknown_plugin_lists_the_known_ones() -> None:
     with pytest.raises(
         UnknownPluginError,
         match=r"unknown plugin 'nope'; known plugins: answer_scorer, json_schema_validator, "
-        r"regex_validator, "
+        r"regex_validator, repeat_reducer, "
         r"score_comparison, score_extractor, score_statistics, score_summary, "
         r"threshold_early_stop$",
     ):

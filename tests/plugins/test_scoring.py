@@ -23,7 +23,9 @@ from elspeth.plugins.builtin._answer_scorer import AnswerScorer
 from elspeth.plugins.builtin._scoring import (
     Normalisation,
     Score,
+    bleu,
     choice,
+    chrf,
     compile_pattern,
     exact,
     first_number,
@@ -32,6 +34,7 @@ from elspeth.plugins.builtin._scoring import (
     normalise,
     numeric,
     pattern,
+    rouge,
     token_f1,
 )
 from tests.orchestrator.conftest import MakeFrame
@@ -229,6 +232,87 @@ def test_unit_token_f1_by_hand() -> None:
     assert token_f1("dog", "cat", threshold=0.0, normalisation=ALL).outcome == "pass"
 
 
+# --- bleu, chrf, rouge (sacrebleu and rouge-score) ------------------------------------------
+
+FOX = "The quick brown fox jumps over the lazy dog."
+FOX_REFERENCE = "A quick brown fox jumped over the lazy dog."
+CAT = "the cat is on the mat"
+CAT_REFERENCE = "the cat sat on the mat"
+
+
+def test_unit_bleu_and_chrf_are_sacrebleus_sentence_scores_over_100() -> None:
+    # The libraries' own values, computed once with sacrebleu 2.6.0 (sentence_bleu and
+    # sentence_chrf with their defaults) and divided by 100:
+    assert bleu(FOX, FOX_REFERENCE, threshold=0.5) == Score(
+        pytest.approx(0.5253819788848316), "pass", "BLEU 0.525 (threshold 0.5)"
+    )
+    assert bleu(CAT, CAT_REFERENCE, threshold=0.5) == Score(
+        pytest.approx(0.3799178428257963), "fail", "BLEU 0.380 (threshold 0.5)"
+    )
+    assert chrf(FOX, FOX_REFERENCE, threshold=0.9) == Score(
+        pytest.approx(0.8272049125618447), "fail", "chrF 0.827 (threshold 0.9)"
+    )
+    assert chrf(CAT, CAT_REFERENCE, threshold=0.5) == Score(
+        pytest.approx(0.619251512899325), "pass", "chrF 0.619 (threshold 0.5)"
+    )
+    assert chrf("dog barks", "cat meows", threshold=0.5).value == pytest.approx(0.0625)
+    assert chrf("The Cat", "the cat", threshold=0.5).value == pytest.approx(0.17777777777777778)
+
+
+def test_unit_bleu_and_chrf_by_hand() -> None:
+    # identical texts: 1.0 exactly (sacrebleu says 100.00000000000004 for BLEU; clamped)
+    assert bleu(FOX, FOX, threshold=1.0) == Score(1.0, "pass", "BLEU 1.000 (threshold 1)")
+    assert chrf(FOX, FOX, threshold=1.0) == Score(1.0, "pass", "chrF 1.000 (threshold 1)")
+    # no word in common: no n-gram matches, BLEU 0; no character in common: chrF 0
+    assert passed(bleu("dog barks", "cat meows", threshold=0.5)) == (0.0, "fail")
+    assert passed(chrf("xyz", "abc", threshold=0.5)) == (0.0, "fail")
+    assert passed(bleu("", "cat", threshold=0.0)) == (0.0, "pass")  # threshold 0 passes all
+    assert bleu("The Cat", "the cat", threshold=0.5).value == 0.0  # case-sensitive
+    for scorer in (bleu, chrf):
+        assert scorer("cat", " \t", threshold=0.5) == Score(None, "error", "reference is empty")
+
+
+def test_unit_rouge_is_rouge_scores_f_measure() -> None:
+    # rouge-score 0.1.2's RougeScorer([type], use_stemmer=...).score(reference, answer).fmeasure
+    expected = {
+        ("rouge1", False): 0.7777777777777778,
+        ("rouge1", True): 0.8888888888888888,  # jumps/jumped both stem to jump
+        ("rouge2", False): 0.625,
+        ("rouge2", True): 0.875,
+        ("rougeL", False): 0.7777777777777778,
+        ("rougeL", True): 0.8888888888888888,
+    }
+    for (rouge_type, use_stemmer), value in expected.items():
+        score = rouge(
+            FOX, FOX_REFERENCE, rouge_type=rouge_type, use_stemmer=use_stemmer, threshold=0.8
+        )
+        assert score.value == pytest.approx(value)
+        assert score.outcome == ("pass" if value >= 0.8 else "fail")
+    default = rouge(FOX, FOX_REFERENCE, rouge_type="rougeL", use_stemmer=False, threshold=0.5)
+    assert default.explanation == "rougeL F 0.778 (threshold 0.5)"
+
+
+def test_unit_rouge_by_hand() -> None:
+    # [the, cat, is, on, the, mat] vs [the, cat, sat, on, the, mat]: 5 of 6 unigrams shared
+    # (P = R = F = 5/6); bigrams: the cat, on the, the mat shared, 3 of 5 (0.6); the longest
+    # common subsequence the cat on the mat has 5 tokens (5/6).
+    for rouge_type, value in (("rouge1", 5 / 6), ("rouge2", 0.6), ("rougeL", 5 / 6)):
+        score = rouge(CAT, CAT_REFERENCE, rouge_type=rouge_type, use_stemmer=False, threshold=0.7)
+        assert (score.value, score.outcome) == (
+            pytest.approx(value),
+            "pass" if value >= 0.7 else "fail",
+        )
+    same = rouge("The Cat!", "the cat", rouge_type="rouge2", use_stemmer=False, threshold=1.0)
+    assert same == Score(1.0, "pass", "rouge2 F 1.000 (threshold 1)")  # lowercased, no punctuation
+    disjoint = rouge("dog barks", "cat meows", rouge_type="rouge1", use_stemmer=True, threshold=0)
+    assert disjoint == Score(0.0, "pass", "rouge1 F 0.000 (threshold 0)")
+    assert rouge("", "cat", rouge_type="rougeL", use_stemmer=False, threshold=0.5).value == 0.0
+    for reference in ("", " ...", "日本語"):  # the tokeniser keeps ASCII letters and digits only
+        assert rouge("cat", reference, rouge_type="rougeL", use_stemmer=False, threshold=0.5) == (
+            Score(None, "error", "reference has no ROUGE tokens (ASCII letters or digits)")
+        )
+
+
 # --- properties ----------------------------------------------------------------------------
 
 
@@ -260,9 +344,13 @@ def test_property_no_scorer_raises_on_any_answer(answer: str, reference: Any) ->
         json_field(answer, "a.0", reference, ALL),
         includes(answer, str(reference), ALL),
         pattern(answer, re.compile("a+")),
+        bleu(answer, str(reference), threshold=0.5),
+        chrf(answer, str(reference), threshold=0.5),
+        rouge(answer, str(reference), rouge_type="rouge2", use_stemmer=True, threshold=0.5),
     ):
         assert score.outcome in ("pass", "fail", "error")
         assert (score.value is None) == (score.outcome == "error")
+        assert score.value is None or 0.0 <= score.value <= 1.0
 
 
 # --- parameters ----------------------------------------------------------------------------
@@ -329,6 +417,57 @@ def test_answer_scorer_token_f1_with_an_output_prefix_and_threshold(
 
 
 @pytest.mark.integration
+def test_answer_scorer_bleu_and_chrf_in_a_worker(
+    shared_runtime: PluginRuntime, make_frame: MakeFrame
+) -> None:
+    data = pd.DataFrame(
+        {
+            "answer": [FOX, CAT, "dog barks", "cat", None],
+            "gold": [FOX_REFERENCE, CAT_REFERENCE, "cat meows", "  ", "x"],
+            "_row": range(5),
+        }
+    )
+    for scorer, values, outcomes in (
+        ("bleu", [0.5253819788848316, 0.3799178428257963, 0.0], ["pass", "fail", "fail"]),
+        ("chrf", [0.8272049125618447, 0.619251512899325, 0.0625], ["pass", "pass", "fail"]),
+    ):
+        params = {"scorer": scorer, "answer": "answer", "reference": "gold", "threshold": 0.4}
+        out = run_one(shared_runtime, "answer_scorer", params, [make_frame(data)]).data
+        assert nulls_as_none(out[f"{scorer}_value"]) == [*map(pytest.approx, values), None, None]
+        assert out[f"{scorer}_outcome"].tolist() == [*outcomes, "error", "error"]
+        assert out[f"{scorer}_explanation"].tolist()[3:] == ["reference is empty", "no answer"]
+    name = out["chrf_explanation"].tolist()[0]
+    assert name == "chrF 0.827 (threshold 0.4)"
+
+
+@pytest.mark.integration
+def test_answer_scorer_rouge_in_a_worker_with_the_stemmer(
+    shared_runtime: PluginRuntime, make_frame: MakeFrame
+) -> None:
+    data = pd.DataFrame(
+        {
+            "answer": [FOX, CAT, "dog barks", "cat"],
+            "gold": [FOX_REFERENCE, CAT_REFERENCE, "cat meows", None],
+            "_row": range(4),
+        }
+    )
+    params = {"scorer": "rouge", "answer": "answer", "reference": "gold", "output": "r"}
+    out = run_one(shared_runtime, "answer_scorer", params, [make_frame(data)]).data
+    assert nulls_as_none(out["r_value"]) == [
+        pytest.approx(0.7777777777777778),
+        pytest.approx(5 / 6),
+        0.0,
+        None,
+    ]
+    assert out["r_outcome"].tolist() == ["pass", "pass", "fail", "error"]
+    assert out["r_explanation"].tolist()[::3] == ["rougeL F 0.778 (threshold 0.5)", "no reference"]
+    stemmed = {**params, "rouge_type": "rouge2", "use_stemmer": True, "threshold": 0.8}
+    out = run_one(shared_runtime, "answer_scorer", stemmed, [make_frame(data)]).data
+    assert nulls_as_none(out["r_value"]) == [pytest.approx(0.875), pytest.approx(0.6), 0.0, None]
+    assert out["r_outcome"].tolist() == ["pass", "fail", "fail", "error"]
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -351,6 +490,23 @@ def test_answer_scorer_token_f1_with_an_output_prefix_and_threshold(
             r"output 's' would overwrite input column 's_value'",
         ),
         ({"scorer": "f1", "answer": "a", "reference": "r"}, r"scorer: Input should be"),
+        ({"scorer": "chrf", "answer": "a"}, r"the chrf scorer requires reference"),
+        (
+            {"scorer": "exact", "answer": "a", "reference": "r", "threshold": 0.7},
+            r"threshold is used only by the token_f1, bleu, chrf and rouge scorers, not by exact",
+        ),
+        (
+            {"scorer": "bleu", "answer": "a", "reference": "r", "use_stemmer": True},
+            r"use_stemmer is used only by the rouge scorer, not by bleu",
+        ),
+        (
+            {"scorer": "rouge", "answer": "a", "reference": "r", "rouge_type": "rougeLsum"},
+            r"rouge_type: Input should be 'rouge1', 'rouge2' or 'rougeL'",
+        ),
+        (
+            {"scorer": "rouge", "answer": "a", "reference": "r", "case": False},
+            r"case \(normalisation\) is not used by the rouge scorer",
+        ),
     ],
 )
 def test_answer_scorer_refuses_inconsistent_parameters(

@@ -34,21 +34,25 @@ from elspeth.plugins.builtin._score_comparison import (
     COMPARISON_COLUMNS,
     MATERIALISE_AT_MOST,
     MIN_PER_SIDE,
+    OUTCOME_COMPARISON_COLUMNS,
     PairwiseValues,
     ScoreComparison,
     ScoreComparisonParameters,
     choose_test,
     cliffs_delta,
+    collapse_outcomes,
     compare_frames,
     effect_magnitude,
     rank_sum_critical_count,
     signed_rank_critical_count,
 )
 from elspeth.plugins.builtin._score_summary import (
+    OUTCOME_SUMMARY_COLUMNS,
     SUMMARY_COLUMNS,
     ScoreSummary,
     ScoreSummaryParameters,
     summarise_criteria,
+    wilson_interval,
 )
 from elspeth.security import SecurityLevel
 from tests.orchestrator.conftest import MakeFrame, wait_for_text
@@ -1018,11 +1022,316 @@ def test_property_independent_verdicts_never_contradict_their_interval(
     assert_p_agrees_where_zero_is_like_any_shift(row, "", alpha, like_any_shift)
 
 
+# --- binary outcomes: Wilson intervals and McNemar's test --------------------------------------
+
+
+def wilson_by_formula(passed: int, trials: int, confidence: float) -> tuple[float, float]:
+    """The Wilson score interval from its closed form, with the normal quantile of the standard
+    library (not scipy): (p + z^2/2n -/+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)."""
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    rate = passed / trials
+    centre = rate + z * z / (2 * trials)
+    half_width = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials))
+    return (centre - half_width) / (1 + z * z / trials), (centre + half_width) / (
+        1 + z * z / trials
+    )
+
+
+def outcome_rows(outcomes: list[str], rows: list[int] | None = None) -> pd.DataFrame:
+    """Outcomes of scorer output ``exact`` with the key ``_row`` (0, 1, ... unless given)."""
+    return pd.DataFrame(
+        {"_row": rows if rows is not None else range(len(outcomes)), "exact_outcome": outcomes}
+    )
+
+
+def discordant_frames(
+    both: int, baseline_only: int, variant_only: int, neither: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A baseline and a variant whose keys give this 2x2 table of pass/fail pairs."""
+    baseline = ["pass"] * (both + baseline_only) + ["fail"] * (variant_only + neither)
+    variant = (
+        ["pass"] * both + ["fail"] * baseline_only + ["pass"] * variant_only + ["fail"] * neither
+    )
+    return outcome_rows(baseline), outcome_rows(variant)
+
+
+def summarise_outcome_row(outcomes: list[Any], **values: Any) -> dict[str, Any]:
+    data = pd.DataFrame({"exact_outcome": pd.Series(outcomes, dtype=object)})
+    params = summary_params(outcomes="exact", **values)
+    (row,) = summarise_criteria(data, params).to_dict("records")
+    return row
+
+
+@pytest.mark.integration
+def test_score_summary_of_outcomes_through_a_worker_beside_criteria(
+    shared_runtime: PluginRuntime, make_frame: MakeFrame
+) -> None:
+    # 81 passes, 182 fails and 3 errors of a scorer, beside the runner's two criteria.
+    scorer = ["pass"] * 81 + ["fail"] * 182 + ["error"] * 3
+    data = pd.concat([runner_rows()] * 45, ignore_index=True).iloc[: len(scorer)]
+    data = data.assign(exact_outcome=scorer)
+    frames = [make_frame(data.iloc[:100]), make_frame(data.iloc[100:].reset_index(drop=True))]
+    produced = run_one(
+        shared_runtime,
+        "score_summary",
+        {"criteria": ["clarity", "tone"], "outcomes": "exact", "pass_threshold": 3},
+        frames,
+    )
+    assert list(produced.data.columns) == [*SUMMARY_COLUMNS, *OUTCOME_SUMMARY_COLUMNS]
+    assert produced.data["criterion"].tolist() == ["clarity", "tone", "exact"]
+    summary = produced.data.set_index("criterion")
+    exact = summary.loc["exact"]
+    assert exact[["rows", "answered", "errors", "passed", "failed"]].tolist() == [
+        266,
+        263,
+        3,
+        81,
+        182,
+    ]
+    assert exact["error_rate"] == pytest.approx(3 / 266)
+    # The accuracy leaves the 3 errors out of its denominator: 81 / 263, not 81 / 266.
+    assert exact["pass_rate"] == pytest.approx(81 / 263)
+    # Published: Wilson 95% interval of 81/263 is about (0.2553, 0.3662).
+    low, high = exact["pass_rate_ci_low"], exact["pass_rate_ci_high"]
+    assert (low, high) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert (low, high) == pytest.approx(wilson_by_formula(81, 263, 0.95), abs=1e-12)
+    assert exact["pass_rate_ci_reason"] is None
+    assert nulls_as_none(exact[["scored", "pass_threshold", "cost", "mean"]]) == [None] * 4
+    # The criteria rows are what they are without outcomes, and have no pass-rate interval.
+    alone = run_one(
+        shared_runtime,
+        "score_summary",
+        {"criteria": ["clarity", "tone"], "pass_threshold": 3},
+        frames,
+    ).data
+    assert list(alone.columns) == list(SUMMARY_COLUMNS)
+    pd.testing.assert_frame_equal(
+        summary.loc[["clarity", "tone"], list(SUMMARY_COLUMNS[1:])].reset_index(drop=True),
+        alone[list(SUMMARY_COLUMNS[1:])],
+        check_dtype=False,
+    )
+    assert nulls_as_none(summary.loc["clarity", list(OUTCOME_SUMMARY_COLUMNS)]) == [None] * 3
+
+
+def test_unit_scipys_wilson_interval_is_the_closed_form() -> None:
+    for passed, trials in ((81, 263), (1, 3), (7, 7), (0, 40), (500, 1000)):
+        for confidence in (0.8, 0.95, 0.99):
+            assert wilson_interval(passed, trials - passed, confidence) == pytest.approx(
+                wilson_by_formula(passed, trials, confidence), abs=1e-12
+            )
+    ci = stats.binomtest(81, 263).proportion_ci(0.95, method="wilson")
+    assert wilson_interval(81, 182, 0.95) == pytest.approx((ci.low, ci.high))
+
+
+@pytest.mark.parametrize(("passes", "fails"), [(0, 10), (10, 0), (0, 1), (1, 0)])
+def test_unit_wilson_at_none_or_all_passing_stays_in_bounds_and_is_not_a_point(
+    passes: int, fails: int
+) -> None:
+    row = summarise_outcome_row(["pass"] * passes + ["fail"] * fails + ["error"])
+    low, high = row["pass_rate_ci_low"], row["pass_rate_ci_high"]
+    assert 0 <= low < high <= 1
+    # z^2 / (n + z^2) from the closed form at p = 0 (and 1 minus it at p = 1): 0/10 gives
+    # 3.841459 / 13.841459 = 0.277533.
+    z_squared = NormalDist().inv_cdf(0.975) ** 2
+    trials = passes + fails
+    if passes:
+        assert (low, high) == pytest.approx((trials / (trials + z_squared), 1.0))
+    else:
+        assert (low, high) == pytest.approx((0.0, z_squared / (trials + z_squared)))
+    assert row["pass_rate"] == passes / trials
+    assert row["errors"] == 1
+
+
+def test_unit_wilson_at_another_confidence() -> None:
+    row = summarise_outcome_row(["pass"] * 81 + ["fail"] * 182, confidence=0.9)
+    assert row["confidence"] == 0.9
+    assert (row["pass_rate_ci_low"], row["pass_rate_ci_high"]) == pytest.approx(
+        wilson_by_formula(81, 263, 0.9), abs=1e-12
+    )
+
+
+@pytest.mark.parametrize("outcomes", [["error", "error"], []])
+def test_unit_no_pass_or_fail_gives_no_interval_and_says_why(outcomes: list[str]) -> None:
+    row = summarise_outcome_row(outcomes)
+    assert [row[c] for c in ("rows", "answered", "errors", "passed", "failed")] == [
+        len(outcomes),
+        0,
+        len(outcomes),
+        0,
+        0,
+    ]
+    assert (
+        nulls_as_none(
+            pd.Series([row[c] for c in ("pass_rate", "pass_rate_ci_low", "pass_rate_ci_high")])
+        )
+        == [None] * 3
+    )
+    assert row["pass_rate_ci_reason"] == f"no pass or fail outcome ({len(outcomes)} errors)"
+
+
+@pytest.mark.parametrize("stray", [None, NAN, "ok", "PASS"])
+def test_unit_an_outcome_other_than_pass_fail_or_error_is_refused_by_count(stray: Any) -> None:
+    with pytest.raises(
+        ValueError, match=r"^exact_outcome: 1 value\(s\) are not 'pass', 'fail' or 'error'"
+    ) as failure:
+        summarise_outcome_row(["pass", stray, "fail"])
+    assert "PASS" not in str(failure.value)  # the message never quotes a value
+    with pytest.raises(ValueError, match=r"^variant exact_outcome: 1 value"):
+        compare_one(outcome_rows(["pass"]), outcome_rows([stray]), outcomes="exact")
+
+
+@pytest.mark.integration
+def test_score_comparison_of_outcomes_through_a_worker(
+    shared_runtime: PluginRuntime, make_frame: MakeFrame
+) -> None:
+    # b = 10 keys the baseline passes and the variant fails, c = 2 the other way, 5 both pass,
+    # 3 both fail, and 2 keys with an error on one side each. Beside them, criterion q.
+    baseline, variant = discordant_frames(both=5, baseline_only=10, variant_only=2, neither=3)
+    baseline = pd.concat([baseline, outcome_rows(["error", "pass"], [20, 21])], ignore_index=True)
+    variant = pd.concat([variant, outcome_rows(["pass", "error"], [20, 21])], ignore_index=True)
+    baseline, variant = baseline.assign(q_score=range(22)), variant.assign(q_score=range(1, 23))
+    produced = run_one(
+        shared_runtime,
+        "score_comparison",
+        {"criteria": "q", "outcomes": "exact"},
+        [make_frame(baseline), make_frame(variant)],
+    )
+    assert list(produced.data.columns) == [*COMPARISON_COLUMNS, *OUTCOME_COMPARISON_COLUMNS]
+    q, exact = produced.data.to_dict("records")
+    assert q["criterion"] == "q"
+    assert q["paired_test"] == "wilcoxon"
+    assert nulls_as_none(pd.Series([q[c] for c in OUTCOME_COMPARISON_COLUMNS])) == [None] * 13
+    assert exact["criterion"] == "exact"
+    counts = ("both_passed", "baseline_only_passed", "variant_only_passed", "both_failed")
+    assert [exact[c] for c in counts] == [5, 10, 2, 3]
+    assert (exact["error_pairs"], exact["tied_pairs"], exact["paired_rows"]) == (2, 0, 20)
+    # Exact: b + c = 12 < 25; two-sided p = 2 P(X <= 2 | 12, 1/2) = 2 (1 + 12 + 66) / 4096.
+    assert exact["paired_test"] == "mcnemar_exact"
+    assert exact["paired_p_value"] == pytest.approx(2 * 79 / 4096, rel=1e-12)
+    assert exact["paired_p_value"] == pytest.approx(0.03857421875, rel=1e-12)
+    assert exact["significant"] is True
+    # Pass rates over the 20 kept pairs: 15/20 and 7/20, each with its Wilson interval.
+    assert (exact["baseline_pass_rate"], exact["variant_pass_rate"]) == (0.75, 0.35)
+    assert exact["pass_rate_difference"] == pytest.approx(-0.4)
+    for side, passed in (("baseline", 15), ("variant", 7)):
+        assert (exact[f"{side}_pass_rate_ci_low"], exact[f"{side}_pass_rate_ci_high"]) == (
+            pytest.approx(wilson_by_formula(passed, 20, 0.95), abs=1e-12)
+        )
+    assert exact["verdict"] == (
+        "exact: variant worse than baseline by -0.40 (pass rate 0.35 vs 0.75 over 20 pairs; "
+        "McNemar exact p=0.039, b=10, c=2; 2 error pairs left out)"
+    )
+    assert pd.isna(exact["baseline_count"])
+    assert math.isnan(exact["p_value"])
+    assert pd.isna(exact["test"])
+
+
+def chi_square_1_sf(statistic: float) -> float:
+    """P(X >= statistic) for chi-square with one degree of freedom: erfc(sqrt(statistic / 2))."""
+    return math.erfc(math.sqrt(statistic / 2))
+
+
+def test_unit_mcnemar_chi_square_from_25_discordant_pairs() -> None:
+    # b = 20, c = 8: (|20 - 8| - 1)^2 / 28 = 121 / 28 = 4.321429.
+    row = compare_one(*discordant_frames(4, 20, 8, 6), outcomes="exact")
+    assert row["paired_test"] == "mcnemar_chi2"
+    assert row["paired_p_value"] == pytest.approx(chi_square_1_sf(121 / 28), rel=1e-9)
+    assert row["paired_p_value"] == pytest.approx(0.037635, abs=1e-6)
+    assert "McNemar chi-square p=0.038, b=20, c=8" in row["verdict"]
+    # (8 - 20) / 38 pairs = -0.316.
+    assert row["verdict"].startswith("exact: variant worse than baseline by -0.32 ")
+    # 24 discordant pairs are still tested exactly: 2 P(X <= 7 | 24, 1/2).
+    row = compare_one(*discordant_frames(0, 17, 7, 0), outcomes="exact")
+    exact_p = 2 * sum(math.comb(24, k) for k in range(8)) / 2**24
+    assert (row["paired_test"], row["paired_p_value"]) == ("mcnemar_exact", pytest.approx(exact_p))
+    # A variant better by as many pairs at 25 discordant: chi-square, (|3 - 22| - 1)^2 / 25.
+    row = compare_one(*discordant_frames(1, 3, 22, 1), outcomes="exact")
+    assert row["paired_test"] == "mcnemar_chi2"
+    assert row["paired_p_value"] == pytest.approx(chi_square_1_sf(18**2 / 25), rel=1e-9)
+    assert row["verdict"].startswith("exact: variant better than baseline by +0.70 ")
+
+
+@pytest.mark.parametrize(("discordant", "test"), [(6, "mcnemar_exact"), (30, "mcnemar_chi2")])
+def test_unit_mcnemar_with_as_many_discordant_pairs_each_way_gives_p_1(
+    discordant: int, test: str
+) -> None:
+    # The continuity correction stops at 0: (|15 - 15| - 1)^2 would be 1, not 0.
+    row = compare_one(*discordant_frames(3, discordant, discordant, 2), outcomes="exact")
+    assert (row["paired_test"], row["paired_p_value"], row["significant"]) == (test, 1.0, False)
+    assert row["pass_rate_difference"] == 0
+    assert row["verdict"].startswith("exact: no significant difference (+0.00, pass rate ")
+
+
+def test_unit_without_discordant_pairs_mcnemar_is_undetermined() -> None:
+    row = compare_one(*discordant_frames(4, 0, 0, 3), outcomes="exact")
+    assert row["paired_test"] == "mcnemar_exact"
+    assert pd.isna(row["paired_p_value"])
+    assert pd.isna(row["significant"])
+    assert (row["paired_rows"], row["pass_rate_difference"]) == (7, 0)
+    assert (row["baseline_pass_rate"], row["variant_pass_rate"]) == (4 / 7, 4 / 7)
+    assert row["verdict"] == (
+        "exact: not enough data to compare (no discordant pairs: both sides agree on all 7)"
+    )
+
+
+def test_unit_without_pairs_mcnemar_is_not_tried() -> None:
+    # Keys 0 and 1 are an error on one side; key 2 is only in the baseline.
+    row = compare_one(
+        outcome_rows(["error", "pass", "pass"]), outcome_rows(["fail", "error"]), outcomes="exact"
+    )
+    assert (row["paired_rows"], row["error_pairs"], row["paired_test"]) == (0, 2, None)
+    assert (
+        nulls_as_none(
+            pd.Series([row[c] for c in ("paired_p_value", "baseline_pass_rate", "significant")])
+        )
+        == [None] * 3
+    )
+    assert pd.isna(row["baseline_pass_rate_ci_low"])
+    assert row["verdict"] == (
+        "exact: not enough data to compare (no key has a pass or fail on both sides; "
+        "2 error pairs left out)"
+    )
+
+
+def test_unit_repeats_collapse_to_their_majority_and_ties_are_left_out() -> None:
+    keys = [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    # Baseline: key 0 pass (2 of 3), 1 fail, 2 tie, 3 pass (its error repeat left out), 4 error.
+    baseline = ["pass", "fail", "pass", "fail", "fail", "pass", "fail", "error", "pass"]
+    baseline += ["error", "error"]
+    variant = ["fail", "fail", "pass", "pass", "pass", "pass", "pass", "fail", "fail"]
+    variant += ["pass", "pass"]
+    assert collapse_outcomes(
+        outcome_rows(baseline, keys), "exact_outcome", ["_row"], "b"
+    ).tolist() == [
+        "pass",
+        "fail",
+        "tie",
+        "pass",
+        "error",
+    ]
+    row = compare_one(outcome_rows(baseline, keys), outcome_rows(variant, keys), outcomes="exact")
+    # Pairs kept: key 0 (pass, fail) and 1 (fail, pass) and 3 (pass, fail); key 2 tied, 4 error.
+    assert (row["paired_rows"], row["tied_pairs"], row["error_pairs"]) == (3, 1, 1)
+    assert (row["baseline_only_passed"], row["variant_only_passed"]) == (2, 1)
+    assert row["paired_p_value"] == 1.0
+    assert row["verdict"].endswith("b=2, c=1; 1 error pairs left out, 1 tied keys left out)")
+
+
+def test_unit_outcomes_pair_by_a_key_of_several_columns() -> None:
+    baseline = pd.DataFrame(
+        {"item": [1, 1, 2], "lang": ["en", "fr", "en"], "exact_outcome": ["pass", "pass", "fail"]}
+    )
+    variant = baseline.assign(exact_outcome=["fail", "pass", "pass"]).iloc[::-1]
+    row = compare_one(baseline, variant, outcomes="exact", key=["item", "lang"])
+    counts = ("both_passed", "baseline_only_passed", "variant_only_passed", "both_failed")
+    assert [row[c] for c in counts] == [1, 1, 1, 0]
+
+
 # --- parameters --------------------------------------------------------------------------------
 
 
 BAD_PARAMETERS = [
-    ("score_summary", {"criteria": []}, r"criteria: List should have at least 1 item"),
+    ("score_summary", {"criteria": []}, r"criteria or outcomes: give at least one name"),
     ("score_summary", {"criteria": ["a", "a"]}, r"criteria lists 'a' twice"),
     ("score_summary", {"criteria": [""]}, r"criteria.0: String should have at least 1 character"),
     ("score_summary", {"criteria": "a", "score_column": "score"}, r"must contain \{criterion\}"),
@@ -1065,7 +1374,18 @@ BAD_PARAMETERS = [
         {"criteria": "a", "alpha": 0.05, "confidence": 0.9},
         r"confidence 0\.9 and alpha 0\.05 must add up to 1",
     ),
-    ("score_comparison", {"columns": ["s"]}, r"criteria: Field required; columns: Extra inputs"),
+    ("score_comparison", {"columns": ["s"]}, r"columns: Extra inputs"),
+    ("score_summary", {}, r"criteria or outcomes: give at least one name"),
+    ("score_comparison", {"criteria": []}, r"criteria or outcomes: give at least one name"),
+    ("score_summary", {"outcomes": ["a", "a"]}, r"outcomes lists 'a' twice"),
+    ("score_summary", {"outcomes": [""]}, r"outcomes.0: String should have at least 1 character"),
+    ("score_summary", {"outcomes": "a", "outcome": "b"}, r"outcome: Extra inputs"),
+    ("score_comparison", {"outcomes": 3}, r"outcomes: Input should be a valid list"),
+    (
+        "score_comparison",
+        {"outcomes": "a", "key": "a_outcome"},
+        r"\['a_outcome'\] cannot be both a key and an outcome column",
+    ),
 ]
 
 
@@ -1090,6 +1410,7 @@ def test_describe_fills_in_the_defaults(shared_runtime: PluginRuntime) -> None:
     )
     assert summary.parameters == {
         "criteria": ["clarity"],
+        "outcomes": [],
         "score_column": "{criterion}_score",
         "confidence": 0.95,
         "pass_threshold": None,
@@ -1102,6 +1423,7 @@ def test_describe_fills_in_the_defaults(shared_runtime: PluginRuntime) -> None:
     )
     assert comparison.parameters == {
         "criteria": ["clarity"],
+        "outcomes": [],
         "score_column": "{criterion}_score",
         "confidence": 0.95,
         "key": ["_row"],

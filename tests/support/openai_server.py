@@ -41,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -235,12 +235,24 @@ class ServerStats:
             }
 
 
-def completion_body(payload: Any, *, include_usage: bool) -> bytes:
-    """A deterministic chat completion for a request body."""
+def prompt_of(payload: Any) -> str:
+    """Every message's text of a request body, joined."""
     messages = payload.get("messages", []) if isinstance(payload, dict) else []
-    prompt = "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+    return "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+
+
+def completion_body(
+    payload: Any, *, include_usage: bool, responder: Callable[[str], str] | None = None
+) -> bytes:
+    """A deterministic chat completion for a request body: ``responder(prompt)`` as its text,
+    or by default a JSON score picked by a hash of the prompt."""
+    prompt = prompt_of(payload)
     digest = hashlib.sha256(prompt.encode()).digest()
-    content = json.dumps({"score": digest[0] % 5 + 1, "rationale": "loopback answer"})
+    content = (
+        json.dumps({"score": digest[0] % 5 + 1, "rationale": "loopback answer"})
+        if responder is None
+        else responder(prompt)
+    )
     body: dict[str, Any] = {
         "id": "chatcmpl-loopback",
         "object": "chat.completion",
@@ -278,6 +290,7 @@ class OpenAIServer:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._failure: BaseException | None = None
+        self._responder: Callable[[str], str] | None = None
 
     @property
     def port(self) -> int:
@@ -294,6 +307,11 @@ class OpenAIServer:
     def base_url(self) -> str:
         """The OpenAI-style base URL (with ``/v1``)."""
         return f"{self.endpoint}/v1"
+
+    def respond_with(self, responder: Callable[[str], str]) -> None:
+        """Answer every normal completion with ``responder(prompt)`` (e.g. a judge's grade
+        chosen by which row the prompt is for) instead of a JSON score."""
+        self._responder = responder
 
     def script(self, *replies: Reply) -> None:
         """Answer the next requests with ``replies``, in order; then behave as configured."""
@@ -378,7 +396,9 @@ class OpenAIServer:
             if delay:
                 await asyncio.sleep(delay)
             body = (
-                completion_body(payload, include_usage=self.config.include_usage)
+                completion_body(
+                    payload, include_usage=self.config.include_usage, responder=self._responder
+                )
                 if reply.body is None
                 else reply.body
             )

@@ -152,6 +152,42 @@ class LlmResult(AuditEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class JudgeResult(LlmResult):
+    """A judge's call for one (row, repeat): the call's record as for an answer (``criterion``
+    is the judge), and whether its reply gave a grade that passed, failed or none (``error``,
+    with the reason built from the judge's settings, never from the reply)."""
+
+    NAME: ClassVar[str] = "judge_result"
+    judge: str
+    grade: str
+    grade_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeDone(AuditEvent):
+    """A judge's totals over one experiment, apart from the generation stage's."""
+
+    NAME: ClassVar[str] = "judge_done"
+    experiment: str
+    judge: str
+    rows: int
+    calls: int
+    cached: int
+    retries: int
+    passed: int
+    failed: int
+    malformed: int
+    call_errors: int
+    unanswered: int
+    ungraded: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: str | None
+    stop_reason: str | None
+    partial: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PluginStep(AuditEvent):
     NAME: ClassVar[str] = "plugin_step"
     experiment: str
@@ -297,6 +333,8 @@ EVENT_TYPES: Final[tuple[type[AuditEvent], ...]] = (
     EarlyStop,
     BudgetStop,
     LlmStageDone,
+    JudgeResult,
+    JudgeDone,
     WorkerViewVerified,
     FrameDerived,
     ProxyRefused,

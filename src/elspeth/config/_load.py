@@ -26,6 +26,7 @@ from elspeth.config._models import (
     ExperimentSettings,
     RateLimitSettings,
     SuiteSettings,
+    _JudgeSettings,
 )
 from elspeth.config._yaml import KeyPath, LoadedYaml, load_yaml
 from elspeth.security import redact_secrets
@@ -41,6 +42,7 @@ class Experiment:
     model: str
     prompt_pack: str
     parameters: Mapping[str, Any]
+    judges: tuple[str, ...]
     row_plugins: tuple[str, ...]
     aggregators: tuple[str, ...]
     sinks: tuple[str, ...]
@@ -102,6 +104,7 @@ class Suite:
 
 _BUILTIN_RUN_DEFAULTS: Mapping[str, Any] = {
     "parameters": {},
+    "judges": [],
     "row_plugins": [],
     "aggregators": [],
     "sinks": None,
@@ -217,6 +220,7 @@ def _resolve(
             model=pick("model"),
             prompt_pack=pick("prompt_pack"),
             parameters=parameters,
+            judges=tuple(pick("judges")),
             row_plugins=tuple(pick("row_plugins")),
             aggregators=tuple(pick("aggregators")),
             sinks=tuple(pick("sinks")),
@@ -264,6 +268,7 @@ def _reference_problems(
         check(
             [experiment.prompt_pack], settings.prompt_packs, "prompt pack", (*where, "prompt_pack")
         )
+        check(experiment.judges, settings.judges, "judge", (*where, "judges"))
         check(experiment.row_plugins, settings.plugins, "plugin", (*where, "row_plugins"))
         check(experiment.aggregators, settings.plugins, "plugin", (*where, "aggregators"))
         check_sinks(experiment.sinks, frame_sinks=True, path=(*where, "sinks"))
@@ -285,6 +290,16 @@ def _reference_problems(
                 f"budget.max_cost (the suite budget) needs a price for model {model_name!r} "
                 f"of experiment {experiment.name} under pricing",
             )
+    for table in ("judges", "pairwise_judges"):
+        for name, judge in getattr(settings, table).items():
+            check([judge.model], settings.models, "model", (table, name, "model"))
+    check(
+        settings.defaults.pairwise,
+        settings.pairwise_judges,
+        "pairwise judge",
+        ("defaults", "pairwise"),
+    )
+    problems.extend(_judge_problems(settings, experiments, loaded))
     defaults = settings.defaults
     check(defaults.comparisons, settings.plugins, "plugin", ("defaults", "comparisons"))
     check_sinks(
@@ -294,6 +309,66 @@ def _reference_problems(
     repeated = sorted({name for name in settings.reports if settings.reports.count(name) > 1})
     if repeated:
         report(("reports",), f"reports lists {', '.join(repeated)} more than once")
+    return problems
+
+
+def _judge_problems(
+    settings: SuiteSettings, experiments: Sequence[Experiment], loaded: LoadedYaml
+) -> list[SettingsProblem]:
+    """A judge grades a column its experiment has; it is listed once; a judge budget's cost
+    needs its model's price."""
+    problems: list[SettingsProblem] = []
+    for index, experiment in enumerate(experiments):
+        where: KeyPath = ("experiments", index, "judges")
+        pack = settings.prompt_packs.get(experiment.prompt_pack)
+        answers = [f"{criterion}_response" for criterion in pack.templates] if pack else []
+        declared = settings.datasource.columns or {}
+        listed: list[tuple[str, str, _JudgeSettings | None, KeyPath]] = [
+            ("judges", name, settings.judges.get(name), where) for name in experiment.judges
+        ]
+        listed += [
+            ("pairwise_judges", name, settings.pairwise_judges.get(name), ("defaults", "pairwise"))
+            for name in settings.defaults.pairwise
+        ]
+        for table, name, judge, path in listed:
+            if judge is None or pack is None or judge.answer in (*answers, *declared):
+                continue
+            problems.append(
+                loaded.problem(
+                    path,
+                    f"judge {name} grades column {judge.answer!r}, which experiment "
+                    f"{experiment.name} does not produce (its answers: {', '.join(answers)}); "
+                    f"set {table}.{name}.answer",
+                )
+            )
+        repeated = sorted({n for n in experiment.judges if experiment.judges.count(n) > 1})
+        if repeated:
+            problems.append(
+                loaded.problem(where, f"judges lists {', '.join(repeated)} more than once")
+            )
+    judges = [
+        (table, name, judge)
+        for table in ("judges", "pairwise_judges")
+        for name, judge in getattr(settings, table).items()
+    ]
+    pairwise = settings.defaults.pairwise
+    repeated = sorted({name for name in pairwise if pairwise.count(name) > 1})
+    if repeated:
+        problems.append(
+            loaded.problem(
+                ("defaults", "pairwise"), f"pairwise lists {', '.join(repeated)} more than once"
+            )
+        )
+    for table, name, judge in judges:
+        model = settings.models.get(judge.model)
+        if model is None or judge.budget.max_cost is None or model.price_name in settings.pricing:
+            continue
+        problems.append(
+            loaded.problem(
+                (table, name, "budget"),
+                f"budget.max_cost needs a price for model {model.price_name!r} under pricing",
+            )
+        )
     return problems
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from elspeth.bundle import BundleConfig
 from elspeth.datasources import ConfiguredLevel, DatasourceConfig
-from elspeth.llm import AzureOpenAIOptions, MockOptions, OpenAIOptions
+from elspeth.llm import AzureOpenAIOptions, GradeScale, MockOptions, OpenAIOptions
 from elspeth.reports import ExcelReportConfig, HtmlReportConfig, MarkdownReportConfig
 from elspeth.sinks import CsvSinkConfig, JsonlSinkConfig, ParquetSinkConfig
 
@@ -93,10 +93,30 @@ class Price(_Strict):
     completion_per_1k: Decimal = Field(ge=0)
 
 
+ANSWER = "answer"
+"""The criterion of an answer pack: its reply is the ``answer_response`` column."""
+
+
 class PromptPackSettings(_Strict):
+    """Either ``criteria`` (the model rates each row on each criterion) or ``answer`` (the
+    model answers each row; the answer is the ``answer_response`` column, for scorers and
+    judges)."""
+
     system: str | None = None
-    criteria: dict[Name, str] = Field(min_length=1)
+    criteria: dict[Name, str] | None = Field(default=None, min_length=1)
+    answer: str | None = Field(default=None, description="The template whose reply is the answer.")
     constants: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _criteria_or_answer(self) -> PromptPackSettings:
+        if (self.criteria is None) == (self.answer is None):
+            raise ValueError("give exactly one of 'criteria' (rate each row) or 'answer'")
+        return self
+
+    @property
+    def templates(self) -> dict[str, str]:
+        """Criterion name -> user template; an answer pack has the one criterion ``answer``."""
+        return dict(self.criteria) if self.criteria is not None else {ANSWER: str(self.answer)}
 
 
 class PluginSettings(_Strict):
@@ -135,12 +155,57 @@ class BudgetSettings(_Strict):
     max_rows: int | None = Field(default=None, ge=0)
 
 
+class _JudgeSettings(_Strict):
+    """What every model-graded judge has: a model, a rubric template (it sees the row's
+    columns, ``reference`` (the ``reference`` column's value; by default the datasource's
+    first ``target``), ``references`` (every target column by name) and ``constants``), and
+    its own ``budget``, apart from generation's. The judge's model is a component of the
+    clearance plan with that model's clearance."""
+
+    model: Name
+    rubric: str = Field(min_length=1)
+    system: str | None = None
+    answer: str = Field(default="answer_response", min_length=1)
+    reference: str | None = Field(default=None, min_length=1)
+    constants: dict[str, Any] = Field(default_factory=dict)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+
+
+class JudgeSettings(_JudgeSettings):
+    """A judge grading each answer of an experiment (``answer`` in the rubric)."""
+
+    grade: GradeScale = GradeScale()
+
+
+PAIRWISE_LABELS: Final = ("A", "B", "TIE")
+
+
+class PairwiseJudgeSettings(_JudgeSettings):
+    """A judge choosing between a variant's answer and the baseline's on the same row
+    (``answer_a`` and ``answer_b`` in the rubric, in an order drawn per row from ``seed``),
+    and judging again with the order swapped on a ``swap_sample`` share of the rows."""
+
+    grade: GradeScale = GradeScale(labels={"A": 1.0, "B": 0.0, "TIE": 0.5})
+    swap_sample: float = Field(
+        default=0.1, ge=0, le=1, description="Share of rows judged again in swapped order."
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _labels_name_a_b_and_tie(self) -> PairwiseJudgeSettings:
+        labels = self.grade.label_values
+        if labels is None or sorted(label.upper() for label in labels) != sorted(PAIRWISE_LABELS):
+            raise ValueError("a pairwise judge's grade labels are A, B and TIE")
+        return self
+
+
 class RunSettings(_Strict):
     """Settings an experiment inherits from ``defaults`` and may override."""
 
     model: str | None = None
     prompt_pack: str | None = None
     parameters: dict[str, Any] | None = None
+    judges: list[str] | None = None
     row_plugins: list[str] | None = None
     aggregators: list[str] | None = None
     sinks: list[str] | None = None
@@ -165,6 +230,10 @@ class ExperimentSettings(RunSettings):
 
 class Defaults(RunSettings):
     comparisons: list[str] = Field(default_factory=list)
+    pairwise: list[str] = Field(
+        default_factory=list,
+        description="Pairwise judges (pairwise_judges) run on each variant against the baseline.",
+    )
     comparison_sinks: list[str] | None = None
     cache: bool = True
     chunk_rows: int = Field(default=1000, ge=1, le=1_000_000)
@@ -233,6 +302,15 @@ class SuiteSettings(_Strict):
         "(checkpointed spend of a resumed run included), besides each experiment's own budget.",
     )
     prompt_packs: dict[Name, PromptPackSettings] = Field(min_length=1)
+    judges: dict[Name, JudgeSettings] = Field(
+        default_factory=dict,
+        description="Model-graded judges, listed by an experiment's (or defaults') judges.",
+    )
+    pairwise_judges: dict[Name, PairwiseJudgeSettings] = Field(
+        default_factory=dict,
+        description="Judges of a variant's answer against the baseline's, listed by "
+        "defaults.pairwise.",
+    )
     plugins: dict[Name, PluginSettings] = Field(default_factory=dict)
     plugin_dirs: list[Path] = Field(default_factory=list)
     workers: WorkerSettings = WorkerSettings()

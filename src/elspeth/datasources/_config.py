@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import enum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -19,7 +19,9 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     SecretStr,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -62,6 +64,33 @@ class _DatasourceSettings(BaseModel):
         description="Expected columns and their types, in order; checked on every row.",
     )
     extra_columns: ExtraColumns = ExtraColumns.ERROR
+    target: tuple[str, ...] = Field(
+        default=(),
+        description="Reference-answer column(s): they reach scorers, judges and reports, and a "
+        "prompt only if its template names them. One name or a list.",
+    )
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("target", mode="after")
+    @classmethod
+    def _targets_are_columns(cls, target: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        repeated = sorted({name for name in target if target.count(name) > 1})
+        if repeated:
+            raise ValueError(f"target names {', '.join(repeated)} more than once")
+        # ``columns`` is declared before ``target``, so it is validated first.
+        columns = info.data.get("columns")
+        if columns is not None:
+            unknown = [name for name in target if name not in columns]
+            if unknown:
+                raise ValueError(
+                    f"target column(s) {', '.join(map(repr, unknown))} are not among the "
+                    f"declared columns: {', '.join(columns)}"
+                )
+        return target
 
     def component_spec(self, name: str) -> ComponentSpec:
         """This datasource as the clearance plan sees it."""

@@ -17,6 +17,7 @@ from elspeth.llm._errors import (
     PromptRenderError,
     TemplateError,
 )
+from elspeth.llm._grades import Grade, GradeScale
 from elspeth.llm._pricing import Budget, ModelPrice, PricingTable
 from elspeth.llm._prompts import CriterionPrompt, MissingField, PromptPack
 from elspeth.llm._providers import PROVIDERS, create_client
@@ -65,6 +66,8 @@ __all__ = [
     "CriterionPrompt",
     "EndpointIdentity",
     "ErrorKind",
+    "Grade",
+    "GradeScale",
     "LLMConfigurationError",
     "LLMError",
     "LLMStage",

@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: Final[Mapping[str, str]] = MappingProxyType(
         "answer_scorer": "elspeth.plugins.builtin._answer_scorer:AnswerScorer",
         "json_schema_validator": "elspeth.plugins.builtin._validators:JsonSchemaValidator",
         "regex_validator": "elspeth.plugins.builtin._validators:RegexValidator",
+        "repeat_reducer": "elspeth.plugins.builtin._repeat_reducer:RepeatReducer",
         "score_comparison": "elspeth.plugins.builtin._score_comparison:ScoreComparison",
         "score_extractor": "elspeth.plugins.builtin._score_extractor:ScoreExtractor",
         "score_statistics": "elspeth.plugins.builtin._score_statistics:ScoreStatistics",

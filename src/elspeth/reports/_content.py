@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -107,6 +107,31 @@ def report_content(report: SuiteReport, level: SecurityLevel) -> ReportContent:
         comparisons=report.comparisons,
         plan=plan_table(report.plan),
     )
+
+
+GRADE_SUFFIXES: Final = ("_grade", "_value", "_outcome", "_explanation")
+
+
+def graded_answers(data: pd.DataFrame, references: Sequence[str]) -> pd.DataFrame | None:
+    """The columns a reader checks an answer by: the row, the references, each answer, and
+    each scorer's or judge's grade, value, outcome and explanation (the judge's reasoning).
+    ``None`` when nothing graded the rows."""
+    columns = [str(column) for column in data.columns]
+    graders = [
+        column.removesuffix("_outcome")
+        for column in columns
+        if column.endswith("_outcome")
+        and f"{column.removesuffix('_outcome')}_explanation" in columns
+    ]
+    if not graders:
+        return None
+    chosen: list[str] = [c for c in ("_row", "_repeat") if c in columns]
+    chosen += [c for c in references if c in columns]
+    chosen += [c for c in columns if c.endswith("_response")]
+    chosen += [
+        f"{g}{suffix}" for g in graders for suffix in GRADE_SUFFIXES if f"{g}{suffix}" in columns
+    ]
+    return data[list(dict.fromkeys(chosen))]
 
 
 def _summary_table(report: SuiteReport) -> pd.DataFrame:

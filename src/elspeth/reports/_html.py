@@ -8,6 +8,7 @@ external reference is blocked and shows up as a console error rather than a requ
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, Final
 
@@ -20,6 +21,7 @@ from elspeth.reports._content import (
     TABLE_ROWS,
     ReportContent,
     display_text,
+    graded_answers,
     is_number,
     report_content,
     verdicts,
@@ -68,6 +70,11 @@ def _table(data: pd.DataFrame, limit: int) -> _Table:
             cells.append(_Cell(text, is_number(value)))
         rows.append(tuple(cells))
     return _Table(tuple(str(c) for c in data.columns), tuple(rows), len(data), clipped)
+
+
+def _graded_table(data: pd.DataFrame, references: Sequence[str]) -> _Table | None:
+    graded = graded_answers(data, references)
+    return None if graded is None else _table(graded, PREVIEW_ROWS)
 
 
 @functools.cache
@@ -132,6 +139,9 @@ class HtmlReport(ReportSink):
                         if aggregate.experiment == experiment.name
                     ],
                     "preview": _table(content.results[experiment.name], PREVIEW_ROWS),
+                    "graded": _graded_table(
+                        content.results[experiment.name], experiment.references
+                    ),
                 }
                 for experiment in report.experiments
             ],

@@ -61,6 +61,8 @@ class ExperimentReport:
     summary: Mapping[str, Any]
     results: tuple[SecureDataFrame, ...]
     aggregates: Mapping[str, SecureDataFrame] = field(default_factory=dict)
+    references: tuple[str, ...] = ()
+    """The datasource's reference-answer columns (``target``)."""
 
     def results_data(self) -> pd.DataFrame:
         """Every row frame's data as one table."""

@@ -1,5 +1,5 @@
 """One experiment's steps, run: resume from its checkpoint, ask the model within the budgets,
-the row plugins per chunk, the aggregators over every chunk, then its sinks."""
+the judges and the row plugins per chunk, the aggregators over every chunk, then its sinks."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ from elspeth.sidecar import SidecarClient
 from elspeth.sinks import ExperimentReport, ReportSink, RunManifest
 from elspeth.suite._audit import AuditLog
 from elspeth.suite._checkpoint import CheckpointWriter, read_checkpoint
+from elspeth.suite._judge import JUDGE_BUDGET, JudgeRun
+from elspeth.suite._outcome import ErrorTally
 from elspeth.suite._outputs import OutputWriter
 from elspeth.suite._plan import ExperimentSteps, SuitePlan
 from elspeth.suite._progress import Progress
@@ -97,6 +99,19 @@ def run_experiment(
     )
     stage = _llm_stage(suite, experiment, pack, budgets, context.cache_dir)
     priced = is_priced(suite, experiment)
+    tally = ErrorTally()
+    judges = [
+        JudgeRun(
+            step,
+            suite=suite,
+            experiment=experiment,
+            audit=audit,
+            cache_dir=context.cache_dir,
+            tally=tally,
+            progress=context.progress,
+        )
+        for step in steps.judges
+    ]
     rows = ChunkedRows(
         steps,
         runtime=context.runtime,
@@ -108,6 +123,8 @@ def run_experiment(
         priced=priced,
         restored=restored,
         writer=CheckpointWriter(checkpoint, fingerprint, context.authority),
+        judges=judges,
+        tally=tally,
     )
     try:
         stage_summary = stage.run_sync(
@@ -123,6 +140,9 @@ def run_experiment(
     used.cost += stage_summary.cost + spent
     used.rows += stage_summary.rows_started + whole_rows
     early = rows.stop.is_set()
+    for judge in judges:
+        judge.finish()
+    judged = next((j.totals for j in judges if j.totals.partial), None)
     summary = ExperimentSummary(
         experiment.name,
         # What the results files hold: the finished chunks' rows (x repeats); answers and
@@ -139,11 +159,15 @@ def run_experiment(
         cost_unknown=not priced,
         prompt_tokens=stage_summary.prompt_tokens,
         completion_tokens=stage_summary.completion_tokens,
-        partial=stage_summary.partial,
+        partial=stage_summary.partial or judged is not None,
         stop_reason=stage_summary.stop_reason
+        or (judged.stop_reason if judged is not None else None)
         or ("early stop requested by a row plugin" if early else None),
-        stopped_by=stage_summary.stopped_by or (EARLY_STOP if early else None),
+        stopped_by=stage_summary.stopped_by
+        or (JUDGE_BUDGET if judged is not None else None)
+        or (EARLY_STOP if early else None),
         early_stopped=early,
+        judges={judge.name: judge.totals.as_dict() for judge in judges},
     )
     decided = stage_summary.budget_stop
     if decided is not None:
@@ -176,6 +200,7 @@ def run_experiment(
         summary=summary.as_dict(),
         results=tuple(frames),
         aggregates=aggregates,
+        references=suite.settings.datasource.target,
     )
 
 

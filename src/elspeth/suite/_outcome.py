@@ -109,11 +109,15 @@ class ErrorTally:
         if result.outcome is not Outcome.ERROR:
             return
         reason = result.error_kind.value if result.error_kind is not None else "unknown"
-        self.rows.add(result.row)
+        self.add_error(result.row, result.criterion, reason, result.error_message or reason)
+
+    def add_error(self, row: int, where: str, reason: str, message: str) -> None:
+        """Row ``row`` has an error of kind ``reason`` in ``where`` (a criterion, or a judge
+        that could not grade it); ``message`` names settings and fields, never content."""
+        self.attempted.add(row)
+        self.rows.add(row)
         self.by_reason[reason] += 1
-        self.examples.setdefault(
-            reason, ErrorExample(result.row, result.criterion, result.error_message or reason)
-        )
+        self.examples.setdefault(reason, ErrorExample(row, where, message))
 
     @property
     def rate(self) -> float:

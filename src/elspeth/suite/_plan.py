@@ -1,9 +1,10 @@
 """The suite as a program of steps; the clearance plan is computed from the same steps.
 
-Building the plan yields, per experiment, its ordered steps (LLM → row plugins → aggregators →
-sinks), then the comparisons and their sinks, then the suite-level reports. Each step carries
-its component id, the levels the clearance plan computed for what it receives and what it
-produces, and what it runs. The runner walks these steps and nothing else: no component is
+Building the plan yields, per experiment, its ordered steps (LLM → judges → row plugins →
+aggregators → sinks), then the comparisons and pairwise judges and their sinks, then the
+suite-level reports. Each
+step carries its component id, the levels the clearance plan computed for what it receives and
+what it produces, and what it runs. The runner walks these steps and nothing else: no component is
 looked up by a name the plan did not hand out, and :meth:`Step.expect` is the one place a
 frame's level is held against the plan's prediction.
 
@@ -18,7 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from elspeth.config import Experiment, PluginSettings, Suite
+from elspeth.config import (
+    Experiment,
+    JudgeSettings,
+    PairwiseJudgeSettings,
+    PluginSettings,
+    Suite,
+)
 from elspeth.orchestrator import PluginInfo, PluginRuntime, RuntimeLevelMismatchError, StepResult
 from elspeth.plugins import PluginKind
 from elspeth.security import (
@@ -80,6 +87,23 @@ class PluginStep(Step):
 
 
 @dataclass(frozen=True, slots=True)
+class JudgeStep(Step):
+    """A model-graded judge (settings key ``judge``) over the answers, in the orchestrator."""
+
+    judge: str
+    settings: JudgeSettings
+
+
+@dataclass(frozen=True, slots=True)
+class PairwiseStep(Step):
+    """A pairwise judge (``pairwise_judges`` key ``judge``) of a variant's answers against the
+    baseline's, in the orchestrator."""
+
+    judge: str
+    settings: PairwiseJudgeSettings
+
+
+@dataclass(frozen=True, slots=True)
 class SinkStep(Step):
     """A frame sink (settings key ``sink``) that writes what its inputs produced."""
 
@@ -95,11 +119,12 @@ class ReportStep(Step):
 
 @dataclass(frozen=True, slots=True)
 class ExperimentSteps:
-    """One experiment's program: the model's stage, then each chunk through the row plugins,
-    then the aggregators over every chunk, then the sinks."""
+    """One experiment's program: the model's stage, then each chunk through the judges and the
+    row plugins, then the aggregators over every chunk, then the sinks."""
 
     experiment: Experiment
     llm: Step
+    judges: tuple[JudgeStep, ...]
     row_plugins: tuple[PluginStep, ...]
     aggregators: tuple[PluginStep, ...]
     sinks: tuple[SinkStep, ...]
@@ -107,7 +132,7 @@ class ExperimentSteps:
     @property
     def rows(self) -> Step:
         """The step whose output is the experiment's result rows."""
-        return self.row_plugins[-1] if self.row_plugins else self.llm
+        return (*(self.llm,), *self.judges, *self.row_plugins)[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +143,16 @@ class ComparisonSteps:
     baseline: str
     variant: str
     plugin: PluginStep
+    sinks: tuple[SinkStep, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PairwiseSteps:
+    """One pairwise judge of one variant against the baseline, and the sinks that write it."""
+
+    baseline: str
+    variant: str
+    judge: PairwiseStep
     sinks: tuple[SinkStep, ...]
 
 
@@ -134,6 +169,7 @@ class SuitePlan:
     load: Step
     experiments: tuple[ExperimentSteps, ...]
     comparisons: tuple[ComparisonSteps, ...]
+    pairwise: tuple[PairwiseSteps, ...]
     reports: tuple[ReportStep, ...]
     started: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -175,13 +211,14 @@ class _Pending:
 class _PendingExperiment:
     experiment: Experiment
     llm: _Pending
+    judges: tuple[_Pending, ...]
     row_plugins: tuple[_Pending, ...]
     aggregators: tuple[_Pending, ...]
     sinks: tuple[_Pending, ...]
 
     @property
     def rows(self) -> str:
-        return (self.row_plugins[-1] if self.row_plugins else self.llm).component
+        return (self.llm, *self.judges, *self.row_plugins)[-1].component
 
 
 class _Planner:
@@ -203,6 +240,12 @@ class _Planner:
             for variant in self.suite.experiments
             if not variant.baseline
         ]
+        pairwise = [
+            (variant.name, *self._pairwise(judge, variant.name, rows_of))
+            for judge in settings.defaults.pairwise
+            for variant in self.suite.experiments
+            if not variant.baseline
+        ]
         # Everything a suite-level report shows: each experiment's rows and aggregates, and
         # every comparison. A report is cleared for all of it or refused before any data is read.
         reported = [
@@ -212,6 +255,7 @@ class _Planner:
                 for name in (pending.rows, *(a.component for a in pending.aggregators))
             ),
             *(plugin.component for _, _, plugin, _ in comparisons),
+            *(judge.component for _, judge, _ in pairwise),
         ]
         reports = [
             self._add(
@@ -234,6 +278,7 @@ class _Planner:
                 ExperimentSteps(
                     experiment=pending.experiment,
                     llm=pending.llm.bind(entries),
+                    judges=bind_all(pending.judges),
                     row_plugins=bind_all(pending.row_plugins),
                     aggregators=bind_all(pending.aggregators),
                     sinks=bind_all(pending.sinks),
@@ -249,6 +294,15 @@ class _Planner:
                     sinks=bind_all(sinks),
                 )
                 for comparison, variant, plugin, sinks in comparisons
+            ),
+            pairwise=tuple(
+                PairwiseSteps(
+                    baseline=self.suite.baseline.name,
+                    variant=variant,
+                    judge=judge.bind(entries),
+                    sinks=bind_all(sinks),
+                )
+                for variant, judge, sinks in pairwise
             ),
             reports=bind_all(reports),
         )
@@ -281,11 +335,25 @@ class _Planner:
         llm = self._add(
             Step, ComponentSpec(f"{name}/llm", "llm", model.clearance, inputs=(DATASOURCE,))
         )
+        # A judge reads the answers, so it is planned like the model: cleared for the data or
+        # refused before anything is read.
+        chain: list[_Pending] = [llm]
+        judges: list[_Pending] = []
+        for judge in experiment.judges:
+            settings = self.suite.settings.judges[judge]
+            spec = ComponentSpec(
+                f"{name}/judge:{judge}",
+                "judge",
+                self.suite.settings.models[settings.model].clearance,
+                inputs=(chain[-1].component,),
+            )
+            judges.append(self._add(JudgeStep, spec, judge=judge, settings=settings))
+            chain.append(judges[-1])
         row_plugins: list[_Pending] = []
         for plugin in experiment.row_plugins:
-            previous = row_plugins[-1] if row_plugins else llm
-            row_plugins.append(self._plugin(f"{name}/{plugin}", plugin, (previous.component,)))
-        rows = (row_plugins[-1] if row_plugins else llm).component
+            row_plugins.append(self._plugin(f"{name}/{plugin}", plugin, (chain[-1].component,)))
+            chain.append(row_plugins[-1])
+        rows = chain[-1].component
         aggregators = tuple(
             self._plugin(f"{name}/{plugin}", plugin, (rows,)) for plugin in experiment.aggregators
         )
@@ -293,7 +361,26 @@ class _Planner:
         sinks = tuple(
             self._sink(f"{name}/sink:{sink}", sink, sink_inputs) for sink in experiment.sinks
         )
-        return _PendingExperiment(experiment, llm, tuple(row_plugins), aggregators, sinks)
+        return _PendingExperiment(
+            experiment, llm, tuple(judges), tuple(row_plugins), aggregators, sinks
+        )
+
+    def _pairwise(
+        self, judge: str, variant: str, rows_of: Mapping[str, str]
+    ) -> tuple[_Pending, tuple[_Pending, ...]]:
+        settings = self.suite.settings.pairwise_judges[judge]
+        name = f"compare/pairwise:{judge}:{variant}"
+        spec = ComponentSpec(
+            name,
+            "judge",
+            self.suite.settings.models[settings.model].clearance,
+            inputs=(rows_of[self.suite.baseline.name], rows_of[variant]),
+        )
+        step = self._add(PairwiseStep, spec, judge=judge, settings=settings)
+        sinks = tuple(
+            self._sink(f"{name}/sink:{sink}", sink, (name,)) for sink in self.suite.comparison_sinks
+        )
+        return step, sinks
 
     def _comparison(
         self, comparison: str, variant: str, rows_of: Mapping[str, str]

@@ -2,8 +2,8 @@
 chunk's way through the row plugins once every answer for it is in.
 
 A chunk whose answers are all in becomes a derived frame (its rows plus the answer columns)
-and goes through the row plugin steps in a background thread while the model answers later
-chunks. A row plugin of kind ``early_stop`` that marks a row stops the asking.
+and goes through the judges and the row plugin steps in a background thread while the model
+answers later chunks. A row plugin of kind ``early_stop`` that marks a row stops the asking.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from elspeth.plugins import PluginKind
 from elspeth.security import SecureDataFrame, SecurityLevel
 from elspeth.suite._audit import AuditLog
 from elspeth.suite._checkpoint import Answer, CheckpointWriter
+from elspeth.suite._judge import JudgeRun
 from elspeth.suite._outcome import ErrorTally
 from elspeth.suite._plan import ExperimentSteps
 from elspeth.suite._progress import Progress
@@ -60,6 +61,8 @@ class ChunkedRows:
         priced: bool,
         restored: Mapping[AnswerKey, Answer],
         writer: CheckpointWriter,
+        judges: Sequence[JudgeRun] = (),
+        tally: ErrorTally | None = None,
     ) -> None:
         self.steps = steps
         self.experiment = steps.experiment
@@ -70,7 +73,8 @@ class ChunkedRows:
         self.writer = writer
         self.offsets = _offsets(chunks)
         self.stop = threading.Event()
-        self.tally = ErrorTally()
+        self.tally = tally if tally is not None else ErrorTally()
+        self._judges = judges
         self._clearance = model_clearance
         self._priced = priced
         per_row = len(criteria) * self.experiment.repeats
@@ -162,6 +166,8 @@ class ChunkedRows:
             for criterion in self.criteria:
                 answered[f"{criterion}_cost"] = float("nan")
         frame = self.steps.llm.expect(chunk.frame.with_new_data(answered))
+        for judge in self._judges:
+            frame = judge.grade(frame, index)
         for step in self.steps.row_plugins:
             result = step.run(self._runtime, [frame], f"{name}:{index}")
             self._audit.record(

@@ -9,7 +9,7 @@ Order of a run (each step fails closed):
    clearance and sent through the LLM stage; finished answers are checkpointed (MAC'd by the
    daemon); each completed chunk becomes a derived frame and goes through the row plugin steps
    in workers (``_rows``); then the aggregator steps, then the sink steps (``_outputs``);
-5. the comparison steps and their sinks;
+5. the comparison steps and the pairwise judges, and their sinks;
 6. the report steps, each seeing every experiment and comparison; the manifest says
    ``complete`` last.
 """
@@ -53,8 +53,10 @@ from elspeth.sinks import (
 from elspeth.suite._audit import AuditLog
 from elspeth.suite._authority import open_authority
 from elspeth.suite._experiment import BUDGET_SCOPES, BudgetUse, RunContext, run_experiment
+from elspeth.suite._judge import JudgeCalls
 from elspeth.suite._outcome import describe_os_error, outcome_of
 from elspeth.suite._outputs import OutputWriter
+from elspeth.suite._pairwise import PairwiseResult, run_pairwise, with_pairwise
 from elspeth.suite._plan import SuitePlan, build_suite_plan
 from elspeth.suite._progress import Progress
 from elspeth.suite._reports import open_report_sink
@@ -212,7 +214,12 @@ class SuiteRunner:
                 experiments.append(done)
                 check_experiment(steps.experiment, summary)
             outcome = finished_outcome(run.experiments)
-            run.comparisons, compared = _compare(context, {e.name: e.results for e in experiments})
+            results = {e.name: _concat(e.results) for e in experiments}
+            run.comparisons, compared = _compare(context, results)
+            for judged in _judge_pairs(context, results):
+                run.comparisons += judged.written
+                compared.append(judged.report)
+                outcome = with_pairwise(outcome, judged)
             run.reports = self._write_reports(context, experiments, compared, outcome.status)
             run.outcome = outcome
 
@@ -316,15 +323,37 @@ class SuiteRunner:
         ]
 
 
+def _judge_pairs(
+    context: RunContext, results: Mapping[str, SecureDataFrame]
+) -> list[PairwiseResult]:
+    """The pairwise judges: each variant against the baseline, then the judge's sinks."""
+    judged = []
+    for steps in context.plan.pairwise:
+        calls = JudgeCalls(
+            context.suite,
+            steps.judge.settings,
+            name=steps.judge.judge,
+            table="pairwise_judges",
+            experiment=next(e for e in context.suite.experiments if e.name == steps.variant),
+            component=steps.judge.component,
+            audit=context.audit,
+            cache_dir=context.cache_dir,
+        )
+        judged.append(
+            run_pairwise(context.suite, steps, results, calls=calls, outputs=context.outputs)
+        )
+    return judged
+
+
 def _compare(
-    context: RunContext, results: Mapping[str, Sequence[SecureDataFrame]]
+    context: RunContext, results: Mapping[str, SecureDataFrame]
 ) -> tuple[list[str], list[ComparisonReport]]:
     """The comparison steps: each variant against the baseline, then the comparison's sinks."""
     written: list[str] = []
     compared_all: list[ComparisonReport] = []
     for steps in context.plan.comparisons:
-        base = _concat(results[steps.baseline])
-        other = _concat(results[steps.variant])
+        base = results[steps.baseline]
+        other = results[steps.variant]
         result = steps.plugin.run(
             context.runtime, [base, other], f"{steps.comparison}:{steps.variant}"
         )

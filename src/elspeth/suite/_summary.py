@@ -48,6 +48,8 @@ class ExperimentSummary:
     rows_loaded: int = 0
     """Input rows loaded; ``rows`` is what the results files hold (finished chunks x repeats)."""
     outputs: list[str] = field(default_factory=list)
+    judges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each judge's totals (calls, grades, tokens, cost), apart from generation's."""
 
     def as_dict(self) -> dict[str, Any]:
         fields = {k: v for k, v in self.__dict__.items() if k not in ("tally", "cost_unknown")}

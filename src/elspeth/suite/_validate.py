@@ -9,10 +9,17 @@ receives data, so that third-party code is not imported into the orchestrator.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, Final, NoReturn
 
-from elspeth.config import Experiment, SettingsError, SettingsProblem, Suite
+from elspeth.config import (
+    Experiment,
+    JudgeSettings,
+    PairwiseJudgeSettings,
+    SettingsError,
+    SettingsProblem,
+    Suite,
+)
 from elspeth.errors import ConfigurationError, ElspethError
 from elspeth.llm import PromptPack, create_client
 from elspeth.orchestrator import PluginInfo, PluginRuntime
@@ -131,14 +138,54 @@ def plugin_problems(
 def prompt_pack(suite: Suite, experiment: Experiment) -> PromptPack:
     pack = suite.settings.prompt_packs[experiment.prompt_pack]
     return PromptPack(
-        pack.criteria, system=pack.system, constants=pack.constants, name=experiment.prompt_pack
+        pack.templates, system=pack.system, constants=pack.constants, name=experiment.prompt_pack
     )
 
 
-def template_path(pack: str, template: str) -> tuple[str, ...]:
-    """``triage.criteria.urgency.user`` → the settings key that holds that template."""
+JUDGE_TABLES: Final = ("judges", "pairwise_judges")
+
+
+def judge_settings(suite: Suite, table: str, judge: str) -> JudgeSettings | PairwiseJudgeSettings:
+    settings: JudgeSettings | PairwiseJudgeSettings = getattr(suite.settings, table)[judge]
+    return settings
+
+
+def judge_pack(suite: Suite, judge: str, table: str = "judges") -> PromptPack:
+    """The judge's rubric as a one-criterion pack named after the judge."""
+    settings = judge_settings(suite, table, judge)
+    return PromptPack(
+        {judge: settings.rubric},
+        system=settings.system,
+        constants=settings.constants,
+        name=f"{table}.{judge}",
+    )
+
+
+def judge_reference(suite: Suite, judge: str, table: str = "judges") -> str | None:
+    """The column a judge's ``reference`` comes from: its own, else the datasource's first
+    target, else none."""
+    own = judge_settings(suite, table, judge).reference
+    targets = suite.settings.datasource.target
+    return own if own is not None else (targets[0] if targets else None)
+
+
+JUDGE_VARIABLES: Final = {
+    "judges": ("answer", "reference", "references"),
+    "pairwise_judges": ("answer_a", "answer_b", "reference", "references"),
+}
+"""What a rubric may use besides the row's columns and its constants."""
+
+
+def template_path(suite: Suite, pack: str, template: str) -> tuple[str, ...]:
+    """``triage.criteria.urgency.user`` → the settings key that holds that template
+    (an answer pack's → ``prompt_packs.<pack>.answer``; a rubric's → ``judges.<judge>.rubric``)."""
     inner = template.removeprefix(f"{pack}.")
+    table, _, judge = pack.partition(".")
+    if table in JUDGE_TABLES:
+        return (table, judge, "system" if inner == "system" else "rubric")
     if inner.startswith("criteria."):
+        if suite.settings.prompt_packs[pack].answer is not None:
+            return ("prompt_packs", pack, "system" if inner.endswith(".system") else "answer")
         criterion = inner.removeprefix("criteria.").rsplit(".", 1)[0]
         return ("prompt_packs", pack, "criteria", criterion)
     return ("prompt_packs", pack, inner)
@@ -156,26 +203,85 @@ def template_problems(
 ) -> list[SettingsProblem]:
     """Every template field that is not one of ``columns`` (the declared ones, or with
     ``header`` the ones the data's header has), naming the template, the field and the
-    columns there are. ``reserved`` columns (``_row``) are allowed and not listed."""
+    columns there are; and every reference column (``target``, a judge's ``reference``) the
+    data lacks. ``reserved`` columns (``_row``) are allowed and not listed."""
     problems: list[SettingsProblem] = []
     where = "the data's header has" if header else "the datasource declares"
     listed = ", ".join(columns) or "none"
+
+    def check(pack_name: str, pack: PromptPack, extra: Sequence[str], label: str) -> None:
+        for missing in pack.missing_fields([*columns, *reserved, *extra]):
+            problems.append(
+                suite.problem(
+                    template_path(suite, pack_name, missing.template),
+                    f"{label}: template {missing.template} uses field {missing.field!r}, which "
+                    f"is not a datasource column; the columns {where}: {listed}",
+                )
+            )
+
     for experiment in suite.experiments:
         try:
             pack = prompt_pack(suite, experiment)
         except ConfigurationError as error:  # a template syntax error
             problems.append(suite.problem(("prompt_packs", experiment.prompt_pack), str(error)))
             continue
-        for missing in pack.missing_fields([*columns, *reserved]):
-            problems.append(
-                suite.problem(
-                    template_path(experiment.prompt_pack, missing.template),
-                    f"experiment {experiment.name}: template {missing.template} uses field "
-                    f"{missing.field!r}, which is not a datasource column; the columns "
-                    f"{where}: {listed}",
+        check(experiment.prompt_pack, pack, (), f"experiment {experiment.name}")
+    source = suite.settings.datasource
+    if header:
+        problems.extend(
+            suite.problem(
+                ("datasource", "target"),
+                f"target column {name!r} is not in the data; the columns {where}: {listed}",
+            )
+            for name in source.target
+            if name not in columns
+        )
+    for table in JUDGE_TABLES:
+        for name in getattr(suite.settings, table):
+            problems.extend(
+                _rubric_problems(
+                    suite, table, name, check=check, columns=columns, where=where, listed=listed
                 )
             )
     return _unique(problems)
+
+
+def _rubric_problems(
+    suite: Suite,
+    table: str,
+    name: str,
+    *,
+    check: Callable[[str, PromptPack, Sequence[str], str], None],
+    columns: Sequence[str],
+    where: str,
+    listed: str,
+) -> list[SettingsProblem]:
+    """A rubric's fields (through ``check``), its reference column, and a reference it uses."""
+    judge = judge_settings(suite, table, name)
+    try:
+        rubric = judge_pack(suite, name, table)
+    except ConfigurationError as error:
+        return [suite.problem((table, name), str(error))]
+    check(f"{table}.{name}", rubric, JUDGE_VARIABLES[table], f"judge {name}")
+    problems = []
+    if judge.reference is not None and judge.reference not in columns:
+        problems.append(
+            suite.problem(
+                (table, name, "reference"),
+                f"judge {name}: reference column {judge.reference!r} is not a datasource "
+                f"column; the columns {where}: {listed}",
+            )
+        )
+    uses_reference = any("reference" in fields for fields in rubric.referenced_fields().values())
+    if uses_reference and judge_reference(suite, name, table) is None:
+        problems.append(
+            suite.problem(
+                (table, name, "rubric"),
+                f"judge {name}: the rubric uses 'reference' but there is no reference "
+                f"column: set datasource.target or this judge's reference",
+            )
+        )
+    return problems
 
 
 # --- models, prices and report sinks -----------------------------------------------------------
@@ -206,6 +312,13 @@ def model_problems(suite: Suite) -> list[SettingsProblem]:
             except ConfigurationError as error:
                 problems.append(suite.problem(path, str(error)))
                 break
+    for table in JUDGE_TABLES:
+        for name, judge in getattr(suite.settings, table).items():
+            model = suite.settings.models[judge.model]
+            try:
+                create_client(model.type, model.options())
+            except ConfigurationError as error:
+                problems.append(suite.problem((table, name, "model"), str(error)))
     return _unique(problems)
 
 

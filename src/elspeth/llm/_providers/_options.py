@@ -88,6 +88,12 @@ class MockOptions(ProviderOptions):
     seed: Integer = 0
     model: str = Field(default="mock-scorer", min_length=1)
     latency: Annotated[float, BeforeValidator(_not_a_boolean), Field(ge=0)] = 0.0
+    replies: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="Canned replies; each request gets one, picked by the same hash as the "
+        "score (default: a JSON score and rationale).",
+    )
 
     @property
     def price_name(self) -> str:

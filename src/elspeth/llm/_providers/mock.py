@@ -2,13 +2,16 @@
 
 The answer is a pure function of (seed, model, messages, repeat index): a JSON object with a
 ``score`` from 1 to 5 and a short ``rationale`` picked from a hash, which is what a scoring prompt
-expects back. Token counts approximate a real tokenizer (about four characters a token).
+expects back; or, given ``replies``, one of them picked by the same hash (an answer such as
+``low``, or a judge's reply ending in ``GRADE: CORRECT``). Token counts approximate a real
+tokenizer (about four characters a token).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Final
 
 import blake3
@@ -48,14 +51,28 @@ class MockClient:
 
     provider = "mock"
 
-    def __init__(self, *, seed: int = 0, model: str = "mock-scorer", latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        model: str = "mock-scorer",
+        latency: float = 0.0,
+        replies: Sequence[str] | None = None,
+    ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise LLMConfigurationError(f"mock seed must be an integer, not {seed!r}")
         if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
             raise LLMConfigurationError(f"mock latency must be seconds >= 0, not {latency!r}")
+        if replies is not None and (
+            not replies or not all(isinstance(reply, str) for reply in replies)
+        ):
+            raise LLMConfigurationError("mock replies must be a non-empty list of strings")
         self._seed = seed
         self._latency = float(latency)
-        self._identity = EndpointIdentity(self.provider, "mock:", model, {"seed": seed})
+        self._replies = None if replies is None else tuple(replies)
+        # The replies are part of what the mock is: a cached answer of one list is not another's.
+        identity = {"seed": seed} if replies is None else {"seed": seed, "replies": list(replies)}
+        self._identity = EndpointIdentity(self.provider, "mock:", model, identity)
 
     @property
     def identity(self) -> EndpointIdentity:
@@ -81,7 +98,11 @@ class MockClient:
             f"{_OPENINGS[digest[1] % len(_OPENINGS)]} {_JUDGEMENTS[score - 1]} "
             f"{_QUALIFIERS[digest[2] % len(_QUALIFIERS)]}"
         )
-        text = json.dumps({"score": score, "rationale": rationale})
+        text = (
+            json.dumps({"score": score, "rationale": rationale})
+            if self._replies is None
+            else self._replies[int.from_bytes(digest[:4], "big") % len(self._replies)]
+        )
         prompt_tokens = sum(estimate_tokens(m.get("content", "")) + 4 for m in request.messages)
         return Completion(text, prompt_tokens, estimate_tokens(text), "stop")
 

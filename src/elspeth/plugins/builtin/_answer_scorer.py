@@ -17,20 +17,33 @@ from elspeth.plugins.builtin import _scoring
 from elspeth.plugins.builtin._columns import require_columns
 from elspeth.security import SecurityLevel
 
-ScorerName = Literal["exact", "includes", "pattern", "numeric", "choice", "json_field", "token_f1"]
+ScorerName = Literal[
+    "exact",
+    "includes",
+    "pattern",
+    "numeric",
+    "choice",
+    "json_field",
+    "token_f1",
+    "bleu",
+    "chrf",
+    "rouge",
+]
 
 NORMALISED: Final = frozenset({"exact", "includes", "choice", "json_field", "token_f1"})
 """Scorers that compare normalised text and so take the normalisation flags."""
 NORMALISATION_FLAGS: Final = ("case", "whitespace", "punctuation", "articles")
-ONLY_FOR: Final[dict[str, str]] = {
-    "regex": "pattern",
-    "abs_tol": "numeric",
-    "rel_tol": "numeric",
-    "choices": "choice",
-    "field": "json_field",
-    "threshold": "token_f1",
+ONLY_FOR: Final[dict[str, tuple[str, ...]]] = {
+    "regex": ("pattern",),
+    "abs_tol": ("numeric",),
+    "rel_tol": ("numeric",),
+    "choices": ("choice",),
+    "field": ("json_field",),
+    "threshold": ("token_f1", "bleu", "chrf", "rouge"),
+    "rouge_type": ("rouge",),
+    "use_stemmer": ("rouge",),
 }
-"""Parameter -> the one scorer that uses it; another scorer refuses it unless it is left at its
+"""Parameter -> the scorers that use it; another scorer refuses it unless it is left at its
 default (so the parameters ``describe`` resolves validate again)."""
 OUTPUT_SUFFIXES: Final = ("_value", "_outcome", "_explanation")
 
@@ -60,6 +73,8 @@ class AnswerScorerParameters(pydantic.BaseModel):
     choices: list[str] | None = pydantic.Field(default=None, min_length=1, max_length=26)
     field: str | None = None
     threshold: float = pydantic.Field(default=0.5, ge=0, le=1)
+    rouge_type: _scoring.RougeType = "rougeL"
+    use_stemmer: bool = False
 
     @pydantic.model_validator(mode="before")
     @classmethod
@@ -78,12 +93,12 @@ class AnswerScorerParameters(pydantic.BaseModel):
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> AnswerScorerParameters:
         scorer = self.scorer
-        for name, user in ONLY_FOR.items():
-            if user != scorer and self._changed(name):
-                raise ValueError(f"{name} is used only by the {user} scorer, not by {scorer}")
+        for name, users in ONLY_FOR.items():
+            if scorer not in users and self._changed(name):
+                raise ValueError(f"{name} is used only by {_scorers(users)}, not by {scorer}")
         required = {"regex": self.regex, "choices": self.choices, "field": self.field}
         for name, value in required.items():
-            if ONLY_FOR[name] == scorer and value is None:
+            if scorer in ONLY_FOR[name] and value is None:
                 raise ValueError(f"the {scorer} scorer requires {name}")
         if scorer not in NORMALISED:
             flags = [name for name in NORMALISATION_FLAGS if self._changed(name)]
@@ -121,6 +136,13 @@ class AnswerScorerParameters(pydantic.BaseModel):
         )
 
 
+def _scorers(names: Sequence[str]) -> str:
+    """``the numeric scorer``, ``the token_f1, bleu, chrf and rouge scorers``."""
+    if len(names) == 1:
+        return f"the {names[0]} scorer"
+    return f"the {', '.join(names[:-1])} and {names[-1]} scorers"
+
+
 def row_scorer(parameters: AnswerScorerParameters) -> _RowScorer:
     """The configured scorer as ``(answer, reference) -> Score``; a regex is compiled once."""
     norm = parameters.normalisation
@@ -129,6 +151,7 @@ def row_scorer(parameters: AnswerScorerParameters) -> _RowScorer:
         return lambda answer, _: _scoring.pattern(answer, compiled)
     abs_tol, rel_tol, threshold = parameters.abs_tol, parameters.rel_tol, parameters.threshold
     choices, field = list(parameters.choices or ()), parameters.field or ""
+    rouge_type, use_stemmer = parameters.rouge_type, parameters.use_stemmer
     scorers: dict[str, _RowScorer] = {
         "exact": lambda answer, reference: _scoring.exact(answer, str(reference), norm),
         "includes": lambda answer, reference: _scoring.includes(answer, str(reference), norm),
@@ -139,6 +162,19 @@ def row_scorer(parameters: AnswerScorerParameters) -> _RowScorer:
         "json_field": lambda answer, reference: _scoring.json_field(answer, field, reference, norm),
         "token_f1": lambda answer, reference: _scoring.token_f1(
             answer, str(reference), threshold=threshold, normalisation=norm
+        ),
+        "bleu": lambda answer, reference: _scoring.bleu(
+            answer, str(reference), threshold=threshold
+        ),
+        "chrf": lambda answer, reference: _scoring.chrf(
+            answer, str(reference), threshold=threshold
+        ),
+        "rouge": lambda answer, reference: _scoring.rouge(
+            answer,
+            str(reference),
+            rouge_type=rouge_type,
+            use_stemmer=use_stemmer,
+            threshold=threshold,
         ),
     }
     return scorers[parameters.scorer]

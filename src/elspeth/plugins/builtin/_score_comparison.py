@@ -31,6 +31,12 @@ has at most :data:`ORDINAL_MAX_DISTINCT` distinct values (ratings such as 1-5 ar
 fewer than :data:`SMALL_SAMPLE_BELOW` values (too few to lean on the t test's normality), and
 Welch's t (paired t) otherwise. For the paired choice the samples are the per-key means.
 
+``outcomes`` name scorer outputs whose ``<name>_outcome`` is ``pass``, ``fail`` or ``error``
+(``answer_scorer``, a model-graded judge): per name, a row after the criteria's with McNemar's
+test of the paired outcomes (:func:`compare_outcome`). Repeats of a key collapse to their
+majority outcome; a key whose repeats tie, or that is an error on either side, is left out and
+counted.
+
 What cannot be answered is NaN, with the reason in the verdict: fewer than two scores on a side
 (or pairs), no variation at all (every score equal, every paired difference zero), or a t test
 without spread (both samples constant, or a constant paired difference). Equality is up to
@@ -51,15 +57,23 @@ import pydantic
 
 from elspeth.plugins._api import FrameProxy, Plugin, PluginContext, PluginKind
 from elspeth.plugins.builtin._columns import (
+    ERROR_OUTCOME,
+    OUTCOME_SUFFIX,
     as_column_list,
     distinct_names,
     numeric,
     require_columns,
 )
 from elspeth.plugins.builtin._criteria import (
-    CriteriaParameters,
     all_equal,
     degenerate_samples_allowed,
+)
+from elspeth.plugins.builtin._score_summary import (
+    FAILED,
+    PASSED,
+    OutcomeParameters,
+    outcome_counts,
+    wilson_interval,
 )
 from elspeth.security import SecurityLevel
 
@@ -110,6 +124,40 @@ NULLABLE_DTYPES: Final = {
 }
 """Comparison columns that are null (not NaN) when there is nothing to report."""
 
+OUTCOME_COMPARISON_COLUMNS: Final = (
+    "baseline_pass_rate",
+    "baseline_pass_rate_ci_low",
+    "baseline_pass_rate_ci_high",
+    "variant_pass_rate",
+    "variant_pass_rate_ci_low",
+    "variant_pass_rate_ci_high",
+    "pass_rate_difference",
+    "both_passed",
+    "baseline_only_passed",
+    "variant_only_passed",
+    "both_failed",
+    "error_pairs",
+    "tied_pairs",
+)
+"""Appended to :data:`COMPARISON_COLUMNS` when ``outcomes`` are given (so a criteria-only
+comparison keeps its columns); null on criterion rows. An outcome row also fills ``criterion``,
+``confidence``, ``paired_rows``, ``paired_test``, ``paired_p_value``, ``significant`` and
+``verdict``, and leaves the other criterion columns null."""
+OUTCOME_NULLABLE_DTYPES: Final = {
+    "baseline_count": "Int64",
+    "variant_count": "Int64",
+    **dict.fromkeys(OUTCOME_COMPARISON_COLUMNS[:7], "Float64"),
+    **dict.fromkeys(OUTCOME_COMPARISON_COLUMNS[7:], "Int64"),
+}
+
+MCNEMAR_EXACT_BELOW: Final = 25
+"""McNemar: the exact binomial test below this many discordant pairs, where the chi-square
+approximation is poor; chi-square with continuity correction from it on."""
+MCNEMAR_EXACT: Final = "mcnemar_exact"
+MCNEMAR_CHI2: Final = "mcnemar_chi2"
+TIE: Final = "tie"
+"""A key whose repeats on one side have as many passes as fails: no majority outcome."""
+
 IndependentTest = Literal["welch_t", "mann_whitney_u"]
 RequestedTest = Literal["auto", IndependentTest]
 
@@ -146,6 +194,8 @@ TEST_LABELS: Final = {
     "mann_whitney_u": "Mann-Whitney U",
     "paired_t": "paired t",
     "wilcoxon": "Wilcoxon signed-rank",
+    MCNEMAR_EXACT: "McNemar exact",
+    MCNEMAR_CHI2: "McNemar chi-square",
 }
 HODGES_LEHMANN_EXACT: Final = "hodges_lehmann_exact"
 HODGES_LEHMANN_NORMAL: Final = "hodges_lehmann_normal"
@@ -159,9 +209,10 @@ LARGE: Final = "large"
 LEVELS: Final = ("alpha", "confidence")
 
 
-class ScoreComparisonParameters(CriteriaParameters):
+class ScoreComparisonParameters(OutcomeParameters):
     """Rows pair up by ``key``; ``alpha`` is the significance level of the two-sided tests and
-    ``confidence`` (``1 - alpha``) the level of their intervals: give either."""
+    ``confidence`` (``1 - alpha``) the level of their intervals: give either. ``criteria``
+    and/or ``outcomes`` name what is compared."""
 
     key: list[str] = pydantic.Field(
         default_factory=lambda: ["_row"], min_length=1, description="columns that pair rows"
@@ -197,6 +248,9 @@ class ScoreComparisonParameters(CriteriaParameters):
         overlap = set(self.key) & set(self.score_columns)
         if overlap:
             raise ValueError(f"{sorted(overlap)} cannot be both a key and a score column")
+        overlap = set(self.key) & set(self.outcome_columns)
+        if overlap:
+            raise ValueError(f"{sorted(overlap)} cannot be both a key and an outcome column")
         return self
 
     @pydantic.model_validator(mode="after")
@@ -260,7 +314,9 @@ class ScoreComparison(Plugin):
     def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
         parameters: ScoreComparisonParameters = self.parameters  # type: ignore[assignment]
         baseline, variant = (proxy.get_view() for proxy in proxies)
-        wanted = [*parameters.key, *parameters.score_columns]
+        wanted = list(
+            dict.fromkeys([*parameters.key, *parameters.score_columns, *parameters.outcome_columns])
+        )
         require_columns(baseline.data, wanted, "baseline")
         require_columns(variant.data, wanted, "variant")
         summary = compare_frames(baseline.data[wanted], variant.data[wanted], parameters)
@@ -270,7 +326,8 @@ class ScoreComparison(Plugin):
 def compare_frames(
     baseline: pd.DataFrame, variant: pd.DataFrame, parameters: ScoreComparisonParameters
 ) -> pd.DataFrame:
-    """The comparison frame: a row per criterion, :data:`COMPARISON_COLUMNS` in order."""
+    """The comparison frame: a row per criterion, :data:`COMPARISON_COLUMNS` in order; then,
+    when ``outcomes`` are given, a row per outcome and :data:`OUTCOME_COMPARISON_COLUMNS`."""
     import pandas as pd
 
     columns = parameters.score_columns
@@ -299,7 +356,170 @@ def compare_frames(
                 parameters,
             )
         )
-    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)).astype(NULLABLE_DTYPES)
+    if not parameters.outcomes:
+        return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS)).astype(NULLABLE_DTYPES)
+    rows += [compare_outcome(baseline, variant, name, parameters) for name in parameters.outcomes]
+    columns = [*COMPARISON_COLUMNS, *OUTCOME_COMPARISON_COLUMNS]
+    return pd.DataFrame(rows, columns=columns).astype(NULLABLE_DTYPES | OUTCOME_NULLABLE_DTYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomePairs:
+    """The 2x2 table of keys with a pass or fail on both sides (``baseline_only``: the baseline
+    passed and the variant failed, McNemar's b; ``variant_only``: c), and the keys left out:
+    an error on either side (``errors``), or else a tie of repeats on either side (``ties``)."""
+
+    both: int
+    baseline_only: int
+    variant_only: int
+    neither: int
+    errors: int
+    ties: int
+
+    @property
+    def total(self) -> int:
+        return self.both + self.baseline_only + self.variant_only + self.neither
+
+
+def collapse_outcomes(
+    frame: pd.DataFrame, column: str, key: list[str], role: str
+) -> pd.Series[Any]:
+    """Per key (null keys left out, as for criteria): the majority of its non-error outcomes,
+    ``pass`` or ``fail``; :data:`TIE` when passes and fails are as many; ``error`` when every
+    repeat is one. An error among repeats that otherwise answered is left out, as a criterion's
+    error (no score) is left out of its key's mean."""
+    import numpy as np
+    import pandas as pd
+
+    outcomes = frame[column]
+    outcome_counts(outcomes, f"{role} {column}")
+    flags = pd.DataFrame({"passes": outcomes.eq(PASSED), "fails": outcomes.eq(FAILED)}).astype(
+        "int64"
+    )
+    per_key = pd.concat([frame[key], flags], axis=1).groupby(key, dropna=True).sum()
+    passes, fails = per_key["passes"].to_numpy(), per_key["fails"].to_numpy()
+    collapsed = np.select(
+        [passes + fails == 0, passes > fails, fails > passes],
+        [ERROR_OUTCOME, PASSED, FAILED],
+        default=TIE,
+    )
+    return pd.Series(collapsed, index=per_key.index, dtype=object)
+
+
+def pair_outcomes(baseline: pd.Series[Any], variant: pd.Series[Any]) -> OutcomePairs:
+    """The keys on both sides, as :class:`OutcomePairs`."""
+    import pandas as pd
+
+    pairs = pd.concat([baseline, variant], axis=1, join="inner", keys=["baseline", "variant"])
+    errored = pairs.isin([ERROR_OUTCOME]).any(axis=1)
+    tied = ~errored & pairs.isin([TIE]).any(axis=1)
+    kept = pairs[~errored & ~tied]
+    baseline_passed, variant_passed = (
+        kept["baseline"].eq(PASSED),
+        kept["variant"].eq(PASSED),
+    )
+    return OutcomePairs(
+        both=int((baseline_passed & variant_passed).sum()),
+        baseline_only=int((baseline_passed & ~variant_passed).sum()),
+        variant_only=int((~baseline_passed & variant_passed).sum()),
+        neither=int((~baseline_passed & ~variant_passed).sum()),
+        errors=int(errored.sum()),
+        ties=int(tied.sum()),
+    )
+
+
+def mcnemar(baseline_only: int, variant_only: int) -> tuple[str, float]:
+    """McNemar's two-sided test of b = ``baseline_only`` against c = ``variant_only`` (b + c >
+    0): under the null each discordant pair goes either way with probability 1/2. Below
+    :data:`MCNEMAR_EXACT_BELOW` discordant pairs the exact binomial test (scipy's ``binomtest``:
+    2 P(X <= min(b, c)), at most 1); else chi-square with one degree of freedom of
+    ``max(|b - c| - 1, 0)^2 / (b + c)``: the continuity correction stops at 0, as scipy's
+    ``chi2_contingency`` does, so b = c gives p = 1 by either method."""
+    from scipy import stats
+
+    discordant = baseline_only + variant_only
+    if discordant < MCNEMAR_EXACT_BELOW:
+        return MCNEMAR_EXACT, float(stats.binomtest(baseline_only, discordant, 0.5).pvalue)
+    statistic = max(abs(baseline_only - variant_only) - 1, 0) ** 2 / discordant
+    return MCNEMAR_CHI2, float(stats.chi2.sf(statistic, 1))
+
+
+def compare_outcome(
+    baseline: pd.DataFrame, variant: pd.DataFrame, name: str, parameters: ScoreComparisonParameters
+) -> dict[str, Any]:
+    """One outcome's row: the pass rate (accuracy) of each side over the same pairs, each with
+    its Wilson interval, their difference (variant - baseline) and McNemar's test of it. A pass
+    is better whatever ``higher_is_better`` says (that is about scores)."""
+    column = name + OUTCOME_SUFFIX
+    pairs = pair_outcomes(
+        collapse_outcomes(baseline, column, parameters.key, "baseline"),
+        collapse_outcomes(variant, column, parameters.key, "variant"),
+    )
+    total, confidence = pairs.total, parameters.confidence
+    passes = {
+        "baseline": pairs.both + pairs.baseline_only,
+        "variant": pairs.both + pairs.variant_only,
+    }
+    difference = (pairs.variant_only - pairs.baseline_only) / total if total else None
+    test: str | None = None
+    p_value: float | None = None
+    reason: str | None = None
+    if not total:
+        reason = "no key has a pass or fail on both sides"
+    elif not pairs.baseline_only + pairs.variant_only:
+        # As with criteria whose paired differences are all zero: the sides never disagree, so
+        # there is nothing to test (the exact test's only possible outcome has p = 1).
+        test, reason = MCNEMAR_EXACT, f"no discordant pairs: both sides agree on all {total}"
+    else:
+        test, p_value = mcnemar(pairs.baseline_only, pairs.variant_only)
+    row: dict[str, Any] = {
+        "criterion": name,
+        # The criterion-only text columns are None, as on a criterion row without an answer.
+        **dict.fromkeys(("interval_method", "test", "effect_magnitude")),
+        "paired_interval_method": None,
+        "confidence": confidence,
+        "paired_rows": total,
+        "paired_test": test,
+        "paired_p_value": p_value,
+        "significant": None if p_value is None else p_value < parameters.alpha,
+        "pass_rate_difference": difference,
+        "both_passed": pairs.both,
+        "baseline_only_passed": pairs.baseline_only,
+        "variant_only_passed": pairs.variant_only,
+        "both_failed": pairs.neither,
+        "error_pairs": pairs.errors,
+        "tied_pairs": pairs.ties,
+    }
+    for side in ("baseline", "variant"):
+        low, high = wilson_interval(passes[side], total - passes[side], confidence)
+        row[f"{side}_pass_rate"] = passes[side] / total if total else None
+        row[f"{side}_pass_rate_ci_low"] = None if math.isnan(low) else low
+        row[f"{side}_pass_rate_ci_high"] = None if math.isnan(high) else high
+    row["verdict"] = outcome_verdict(name, pairs, row, reason)
+    return row
+
+
+def outcome_verdict(name: str, pairs: OutcomePairs, row: dict[str, Any], reason: str | None) -> str:
+    """One plain sentence: the direction and size of the pass-rate difference, both rates over
+    the pairs, McNemar's p with b and c, and the keys left out."""
+    left_out = [
+        f"{count} {what} left out"
+        for count, what in ((pairs.errors, "error pairs"), (pairs.ties, "tied keys"))
+        if count
+    ]
+    excluded = f"; {', '.join(left_out)}" if left_out else ""
+    if reason is not None:
+        return f"{name}: not enough data to compare ({reason}{excluded})"
+    difference = row["pass_rate_difference"]
+    details = (
+        f"pass rate {row['variant_pass_rate']:.2f} vs {row['baseline_pass_rate']:.2f} over "
+        f"{pairs.total} pairs; {TEST_LABELS[row['paired_test']]} {_p(row['paired_p_value'])}, "
+        f"b={pairs.baseline_only}, c={pairs.variant_only}{excluded}"
+    )
+    if not row["significant"]:
+        return f"{name}: no significant difference ({_signed(difference)}, {details})"
+    direction = "better than" if difference > 0 else "worse than"
+    return f"{name}: variant {direction} baseline by {_signed(difference)} ({details})"
 
 
 def compare_criterion(

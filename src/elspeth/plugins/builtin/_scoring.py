@@ -13,11 +13,14 @@ import re
 import string
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 Outcome = Literal["pass", "fail", "error"]
 Reference = str | int | float | bool
+RougeType = Literal["rouge1", "rouge2", "rougeL"]
 
 MAX_PATTERN_LENGTH: Final = 1000
 """Longer regexes are refused: a configuration, not a program."""
@@ -31,7 +34,8 @@ _LETTER: Final = re.compile(r"\(?([A-Za-z])\)?[.):]?")
 
 @dataclass(frozen=True)
 class Score:
-    """``value`` is 1.0/0.0 for the pass/fail scorers and the F1 for ``token_f1``; None on error."""
+    """``value`` is 1.0/0.0 for the pass/fail scorers, the F1 for ``token_f1`` and the similarity
+    in [0, 1] for ``bleu``, ``chrf`` and ``rouge``; None on error."""
 
     value: float | None
     outcome: Outcome
@@ -247,3 +251,66 @@ def token_f1(
         f1 = 0.0 if common == 0 else 2 * precision * recall / (precision + recall)
     passed = f1 >= threshold
     return Score(f1, "pass" if passed else "fail", f"token F1 {f1:.3f} (threshold {threshold:g})")
+
+
+def _similarity(name: str, value: float, threshold: float) -> Score:
+    """A similarity in [0, 1] against ``threshold``, as :func:`token_f1` reports its F1."""
+    outcome: Outcome = "pass" if value >= threshold else "fail"
+    return Score(value, outcome, f"{name} {value:.3f} (threshold {threshold:g})")
+
+
+def _percent(score: float) -> float:
+    """sacrebleu's 0-100 score on a 0-1 scale, clamped: identical texts score 100.00000000000004."""
+    return min(1.0, max(0.0, score / 100))
+
+
+def bleu(answer: str, reference: str, *, threshold: float) -> Score:
+    """sacrebleu's sentence BLEU with its defaults (``13a`` tokenisation, case-sensitive, ``exp``
+    smoothing, effective order) divided by 100. Pass when it is at least ``threshold``; a
+    reference that is only whitespace is an error."""
+    if not reference.strip():
+        return _error("reference is empty")
+    import sacrebleu  # lazily: only a worker that scores a row pays for the import
+
+    value = _percent(sacrebleu.sentence_bleu(answer, [reference]).score)
+    return _similarity("BLEU", value, threshold)
+
+
+def chrf(answer: str, reference: str, *, threshold: float) -> Score:
+    """sacrebleu's sentence chrF with its defaults (character 6-grams, no word n-grams, beta 2,
+    whitespace removed) divided by 100. Pass when it is at least ``threshold``; a reference that
+    is only whitespace is an error."""
+    if not reference.strip():
+        return _error("reference is empty")
+    import sacrebleu  # lazily: only a worker that scores a row pays for the import
+
+    value = _percent(sacrebleu.sentence_chrf(answer, [reference]).score)
+    return _similarity("chrF", value, threshold)
+
+
+@lru_cache(maxsize=6)
+def _rouge(
+    rouge_type: RougeType, use_stemmer: bool
+) -> tuple[Callable[[str], list[str]], Callable[[str, str], dict[str, Any]]]:
+    """rouge-score's tokeniser and its scorer for ``rouge_type``, built once per worker."""
+    # lazily: rouge_score imports all of nltk (for the Porter stemmer), which is heavy
+    from rouge_score import rouge_scorer, tokenizers  # type: ignore[import-untyped]
+
+    tokenizer = tokenizers.DefaultTokenizer(use_stemmer=use_stemmer)
+    scorer = rouge_scorer.RougeScorer([rouge_type], tokenizer=tokenizer)
+    return tokenizer.tokenize, scorer.score
+
+
+def rouge(
+    answer: str, reference: str, *, rouge_type: RougeType, use_stemmer: bool, threshold: float
+) -> Score:
+    """rouge-score's F-measure of ``rouge_type`` (``rouge1``/``rouge2``: unigram/bigram overlap,
+    ``rougeL``: longest common subsequence) with its tokeniser (lowercased; runs of ASCII letters
+    and digits, everything else a separator; ``use_stemmer``: NLTK's Porter stemmer on words of
+    more than three characters). Pass when it is at least ``threshold``; a reference with no
+    such token is an error."""
+    tokenize, score = _rouge(rouge_type, use_stemmer)
+    if not tokenize(reference):
+        return _error("reference has no ROUGE tokens (ASCII letters or digits)")
+    value = float(score(reference, answer)[rouge_type].fmeasure)
+    return _similarity(f"{rouge_type} F", value, threshold)
