@@ -21,15 +21,21 @@ FAN_OUT_SMOKE = ["--rows", "40", "--concurrency", "8", "--latency", "0.01", "--r
 
 SMOKE_ARGUMENTS = {
     "bench_digest.py": ["--rows", "2000", "--repeat", "1"],
+    "bench_judge.py": ["--rows", "40", "--concurrency", "8", "--latency", "0.01", "--rounds", "1"],
     "bench_llm_fanout.py": FAN_OUT_SMOKE,
     "bench_pipeline.py": FAN_OUT_SMOKE,
     "bench_reports.py": ["--rows", "200", "--repeats", "1"],
+    "bench_scoring.py": ["--rows", "300", "--repeats", "1"],
     "bench_sidecar.py": ["--quick"],
     "bench_workers.py": ["--rows", "2000", "--repeats", "1"],
 }
 
+# The scorers bench_scoring.py reports by default, each with its worker / in-process ratio.
+SCORERS = ("exact", "token_f1", "bleu", "chrf")
+
 # Lines a script must print besides its table (their values are not checked).
 PRINTED = {
+    "bench_judge.py": ["judge efficiency (bare / judge):"],
     # The rebuilt runner's aims, each as a ratio to its floor or against its bound.
     "bench_pipeline.py": [
         "(a) whole command",
@@ -38,6 +44,7 @@ PRINTED = {
         "(c) answers per checkpoint record",
         "(d) worker RSS",
     ],
+    "bench_scoring.py": [f"ratio {scorer}: worker/in-process" for scorer in SCORERS],
 }
 
 

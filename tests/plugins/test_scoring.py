@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import string
+import unicodedata
 from typing import Any
 
 import pandas as pd
@@ -516,3 +518,15 @@ def test_answer_scorer_refuses_inconsistent_parameters(
         shared_runtime.describe("answer_scorer", params)
     with pytest.raises(ConfigurationError, match=message):
         shared_runtime.describe("answer_scorer", params)
+
+
+@PROPERTY
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_unit_ascii_punctuation_is_removed_as_the_unicode_rule_removes_it(text: str) -> None:
+    flags = {"case": False, "whitespace": False, "articles": False}
+    by_rule = "".join(c for c in text if c not in string.punctuation and not _category_p(c))
+    assert normalise(text, punctuation=True, **flags) == by_rule
+
+
+def _category_p(char: str) -> bool:
+    return unicodedata.category(char).startswith("P")

@@ -41,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -274,6 +274,16 @@ def completion_body(
     return json.dumps(body).encode()
 
 
+def grade_reply(grades: Sequence[str]) -> Callable[[str], str]:
+    """A judge's reply: one of ``grades`` picked by a hash of the prompt."""
+
+    def reply(prompt: str) -> str:
+        grade = grades[hashlib.sha256(prompt.encode()).digest()[0] % len(grades)]
+        return f"The answer was compared with the reference.\nGRADE: {grade}"
+
+    return reply
+
+
 class OpenAIServer:
     """The server on a background thread with its own event loop."""
 
@@ -495,8 +505,10 @@ def serve_in_subprocess(
     *,
     mix: FailureMix | None = None,
     seed: int = 0,
+    grades: Sequence[str] = (),
 ) -> Iterator[SubprocessServer]:
-    """Run the server in its own process; ``stats`` is filled in when the block exits."""
+    """Run the server in its own process; ``stats`` is filled in when the block exits. With
+    ``grades``, every completion is a judge's reply ending in ``GRADE: <one of them>``."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -508,6 +520,7 @@ def serve_in_subprocess(
             "--seed",
             str(seed),
             *mix_arguments(mix or FailureMix()),
+            *([f"--grades={','.join(grades)}"] if grades else []),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -548,6 +561,7 @@ def _main() -> None:
             + (" (until the server stops)" if kind is FailureKind.HANG else ""),
         )
     parser.add_argument("--retry-after", default="1", help="Retry-After of the 429s")
+    parser.add_argument("--grades", default="", help="answer as a judge: LABEL,LABEL,...")
     args = parser.parse_args()
     mix = FailureMix(
         **{name: getattr(args, name) for name in _MIX_FIELDS.values()},
@@ -562,6 +576,8 @@ def _main() -> None:
             mix=mix,
         )
     )
+    if args.grades:
+        server.respond_with(grade_reply(tuple(args.grades.split(","))))
     with server:
         print(f"PORT {server.port}", flush=True)
         # Serve until the parent closes our stdin (or dies) or the lifetime passes.
