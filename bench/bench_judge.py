@@ -219,6 +219,7 @@ class Bench:
                 cache_dir=self.work / "cache",
                 tally=ErrorTally(),
                 progress=LogProgress(every=3600),
+                rows=self.frame.shape[0],
             )
             graded = run.grade(self.frame, 0)
             run.finish()

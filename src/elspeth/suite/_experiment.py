@@ -109,6 +109,7 @@ def run_experiment(
             cache_dir=context.cache_dir,
             tally=tally,
             progress=context.progress,
+            rows=sum(chunk.shape[0] for chunk in chunks) * experiment.repeats,
         )
         for step in steps.judges
     ]

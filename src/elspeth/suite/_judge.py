@@ -289,11 +289,13 @@ class JudgeRun:
         cache_dir: Path,
         tally: ErrorTally,
         progress: Progress,
+        rows: int,
     ) -> None:
         self.step = step
         self.suite = suite
         self.tally = tally
-        self.progress = progress
+        # One progress bar for the judge over the whole experiment (``rows`` with repeats).
+        self._task = progress.start(f"{experiment.name} judge {step.judge}", rows)
         self.calls = JudgeCalls(
             suite,
             step.settings,
@@ -329,8 +331,7 @@ class JudgeRun:
             for i in asked
         ]
         graded: dict[int, Graded] = {}
-        experiment = self.calls.experiment.name
-        task = self.progress.start(f"{experiment} judge {self.name}", len(records))
+        task = self._task
 
         def on_grade(position: int, done: Graded) -> None:
             graded[asked[position]] = done
@@ -341,16 +342,13 @@ class JudgeRun:
             cost = Decimal(0) if done.result is None else done.result.cost
             task.advance(1, cost=cost, error=done.grade.outcome == ERROR)
 
-        try:
-            summary = self.calls.ask(
-                contexts,
-                level=self.step.incoming,
-                rows=[row_and_repeat(records[i]) for i in asked],
-                on_grade=on_grade,
-            )
-            task.advance(len(records) - len(asked), error=True)
-        finally:
-            task.close()
+        summary = self.calls.ask(
+            contexts,
+            level=self.step.incoming,
+            rows=[row_and_repeat(records[i]) for i in asked],
+            on_grade=on_grade,
+        )
+        task.advance(len(records) - len(asked), error=True)
         ungraded = f"not graded: {summary.stop_reason or 'the judge stopped'}"
         sent = set(asked)
         columns = [
@@ -367,4 +365,5 @@ class JudgeRun:
         return self.step.expect(frame.with_new_data(data))
 
     def finish(self) -> None:
+        self._task.close()
         self.calls.finish(self.calls.experiment.name)
