@@ -31,12 +31,14 @@ TOLERANCE = 0.075
 CLIENT_TIMEOUT = 0.5
 
 
-async def _fire(base_url: str, count: int, concurrency: int) -> collections.Counter[str]:
+async def _fire(
+    base_url: str, count: int, concurrency: int, client_timeout: float = CLIENT_TIMEOUT
+) -> collections.Counter[str]:
     """``count`` chat completions, ``concurrency`` at a time; what each one got back."""
     outcomes: collections.Counter[str] = collections.Counter()
     body = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
     queue = iter(range(count))
-    timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT)
+    timeout = aiohttp.ClientTimeout(total=client_timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
         async def worker() -> None:
@@ -126,7 +128,11 @@ def test_a_hang_ends_when_the_lifetime_runs_out(make_server: MakeServer) -> None
 def test_the_subprocess_takes_the_mix_as_flags() -> None:
     mix = FailureMix(server_error=0.25, rate_limited=0.25, retry_after="0", hang=0.1)
     with serve_in_subprocess(0.0, mix=mix, seed=5) as server:
-        outcomes = asyncio.run(_fire(server.base_url, 60, concurrency=10))
+        # A longer client timeout than in-process: on a loaded machine (CI runs the dev image's
+        # suite beside the rest) a request that is not a hang must never time out before the
+        # subprocess has drawn its reply, or the draws would not be the first 60.
+        outcomes = asyncio.run(_fire(server.base_url, 60, concurrency=10, client_timeout=3.0))
+    assert server.stats["request_count"] == 60
     expected = _expected(mix, 5, 60)
     assert server.stats["failures"] == {kind.value: expected[kind] for kind in FailureKind}
     assert outcomes["timeout"] == expected[FailureKind.HANG]
