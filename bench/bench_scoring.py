@@ -40,6 +40,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench_workers import InProcessProxy  # the same in-process proxy policy as that bench
 from elspeth.orchestrator._arrow import frame_to_ipc
 from elspeth.orchestrator._runtime._config import RuntimeConfig
 from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
@@ -114,23 +115,6 @@ class _PlainProxy:
         return based_on_version + 1
 
 
-class _PolicyProxy:
-    """The worker's proxy policy (``ProxyService``) without a process boundary."""
-
-    def __init__(self, service: ProxyService, worker_id: str, handle: str) -> None:
-        self._service, self._worker_id, self._handle = service, worker_id, handle
-
-    def get_view(self) -> View:
-        reply = self._service.call(self._worker_id, "get_view", self._handle, {}, None)
-        assert reply.data is not None
-        return View(reply.data, reply.value["version"])
-
-    def replace_data(self, data: pd.DataFrame, based_on_version: int) -> int:
-        args = {"based_on_version": based_on_version, "update": False}
-        reply = self._service.call(self._worker_id, "replace_data", self._handle, args, data)
-        return int(reply.value["version"])
-
-
 def build(scorer: str) -> Plugin:
     return PluginRegistry(entry_points=False).build("answer_scorer", parameters_for(scorer))
 
@@ -154,7 +138,7 @@ def run_with_policy(plugin: Plugin, frame: SecureDataFrame) -> SecureDataFrame:
         output_level=LEVEL,
     )
     proxies: Sequence[FrameProxy] = [
-        _PolicyProxy(service, "in-process", h)  # type: ignore[misc]
+        InProcessProxy(service, "in-process", h)  # type: ignore[misc]
         for h in step.handles
     ]
     plugin.run(proxies, PluginContext(plugin.name, "bench"))

@@ -40,7 +40,7 @@ PARAMETERS = {"source": "answer", "output": "score", "pattern": r"[Ss]core: (\d+
 LEVEL = SecurityLevel.OFFICIAL
 
 
-class _InProcessProxy:
+class InProcessProxy:
     """The same proxy policy as for workers, without a process boundary (trusted code only)."""
 
     def __init__(self, service: ProxyService, worker_id: str, handle: str) -> None:
@@ -70,7 +70,7 @@ def run_in_process(frame: SecureDataFrame) -> SecureDataFrame:
         output_level=LEVEL,
     )
     proxies: Sequence[FrameProxy] = [
-        _InProcessProxy(service, "in-process", h)  # type: ignore[misc]
+        InProcessProxy(service, "in-process", h)  # type: ignore[misc]
         for h in step.handles
     ]
     plugin.run(proxies, PluginContext(plugin.name, "bench"))
