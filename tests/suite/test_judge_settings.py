@@ -149,6 +149,35 @@ def test_a_pairwise_judge_listed_twice_is_refused(tmp_path: Path) -> None:
     assert "defaults.pairwise: pairwise lists duel more than once" in message
 
 
+def test_a_pairwise_judge_with_other_labels_is_refused(tmp_path: Path) -> None:
+    def pairwise(settings: dict[str, Any]) -> None:
+        settings["pairwise_judges"] = {
+            "duel": {
+                "model": "loopback",
+                "rubric": "{{ answer_a }} or {{ answer_b }}",
+                "grade": {"labels": {"FIRST": 1, "SECOND": 0}},
+            }
+        }
+        settings["defaults"]["pairwise"] = ["duel"]
+
+    message = load_error(tmp_path, judged, pairwise)
+
+    assert "pairwise_judges.duel" in message
+    assert "a pairwise judge's grade labels are A, B and TIE" in message
+
+
+def test_a_pairwise_judge_that_is_not_defined_is_named(tmp_path: Path) -> None:
+    def pairwise(settings: dict[str, Any]) -> None:
+        settings["pairwise_judges"] = {
+            "duel": {"model": "loopback", "rubric": "{{ answer_a }} or {{ answer_b }}"}
+        }
+        settings["defaults"]["pairwise"] = ["dual"]
+
+    message = load_error(tmp_path, judged, pairwise)
+
+    assert "defaults.pairwise: unknown pairwise judge 'dual'; defined: duel" in message
+
+
 def test_a_judge_of_an_unknown_model_is_refused(tmp_path: Path) -> None:
     message = load_error(tmp_path, judged, lambda s: s["judges"]["grader"].update(model="judgy"))
 
