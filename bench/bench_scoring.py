@@ -19,6 +19,7 @@ most 1.5x) and prints a markdown table for docs/performance.md.
 
     .venv/bin/python bench/bench_scoring.py [--rows 100000] [--repeats 3]
         [--scorers exact,token_f1,bleu,chrf] [--profile]
+    .venv/bin/python bench/bench_scoring.py --scorers semantic --rows 5000   # the semantic extra
 
 ``--profile`` adds one cProfile run of (b) per scorer and prints its top functions.
 """
@@ -96,8 +97,17 @@ def make_rows(count: int, seed: int = SEED) -> pd.DataFrame:
     return pd.DataFrame({"id": range(count), "answer": answers, "reference": references})
 
 
+PLUGIN_FOR = {"semantic": "semantic_similarity"}
+"""Scorers that are plugins of their own; the rest are ``answer_scorer``'s."""
+
+
+def plugin_for(scorer: str) -> str:
+    return PLUGIN_FOR.get(scorer, "answer_scorer")
+
+
 def parameters_for(scorer: str) -> dict[str, Any]:
-    return {"scorer": scorer, "answer": "answer", "reference": "reference", "output": "score"}
+    columns = {"answer": "answer", "reference": "reference", "output": "score"}
+    return columns if scorer in PLUGIN_FOR else {"scorer": scorer, **columns}
 
 
 class _PlainProxy:
@@ -116,7 +126,7 @@ class _PlainProxy:
 
 
 def build(scorer: str) -> Plugin:
-    return PluginRegistry(entry_points=False).build("answer_scorer", parameters_for(scorer))
+    return PluginRegistry(entry_points=False).build(plugin_for(scorer), parameters_for(scorer))
 
 
 def run_plain(plugin: Plugin, data: pd.DataFrame) -> pd.DataFrame:
@@ -148,7 +158,7 @@ def run_with_policy(plugin: Plugin, frame: SecureDataFrame) -> SecureDataFrame:
 
 def run_worker(runtime: PluginRuntime, scorer: str, frame: SecureDataFrame) -> SecureDataFrame:
     result = runtime.run(
-        "answer_scorer", parameters_for(scorer), [frame], chunk_id="bench", plan_level=LEVEL
+        plugin_for(scorer), parameters_for(scorer), [frame], chunk_id="bench", plan_level=LEVEL
     )
     (produced,) = result.produced
     return produced
@@ -198,12 +208,18 @@ def main() -> None:
     with start_standalone_daemon(state_dir=base / "state") as daemon, daemon.connect() as client:
         frame = SecureDataFrame.create_from_datasource(data, LEVEL, client)
         small = SecureDataFrame.create_from_datasource(data.head(WARM_UP_ROWS), LEVEL, client)
-        config = RuntimeConfig(log_dir=base / "logs", scratch_root=base / "scratch", pool_size=1)
+        # 4 GiB, the semantic scorer's floor, for every worker: RLIMIT_AS costs nothing below it.
+        config = RuntimeConfig(
+            log_dir=base / "logs",
+            scratch_root=base / "scratch",
+            pool_size=1,
+            memory_limit_bytes=4 * 1024**3,
+        )
         with PluginRuntime(client, config) as runtime:
             runtime.pool(LEVEL).prestart()
             for scorer in scorers:
                 plugin = build(scorer)
-                runtime.describe("answer_scorer", parameters_for(scorer))
+                runtime.describe(plugin_for(scorer), parameters_for(scorer))
                 run_worker(runtime, scorer, small)  # warm-up: imports, pools
                 run_plain(plugin, small.data)
                 run_with_policy(plugin, small)
@@ -229,7 +245,7 @@ def main() -> None:
         back_mib = len(frame_to_ipc(local[columns])) / 2**20
 
     print(
-        f"<!-- {platform.python_implementation()} {platform.python_version()}, answer_scorer "
+        f"<!-- {platform.python_implementation()} {platform.python_version()}, scorers "
         f"over {options.rows:,} rows (median of {options.repeats} alternating rounds); view "
         f"{view_mib:.1f} MiB of Arrow IPC, result columns {back_mib:.1f} MiB; last scorer's "
         f"outcomes {outcomes}; seal check of the view alone {verify:.3f} s -->"

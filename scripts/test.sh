@@ -7,7 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 if [ "$(id -u)" = 0 ]; then
     bash "$ROOT/scripts/system-deps.sh"
 fi
-ensure_venv test
+make_venv
+ensure_venv "$(local_semantic_extra test)"
 cd "$ROOT"
 echo "== ruff" >&2
 "$VENV/bin/ruff" check src tests bench scripts

@@ -17,6 +17,7 @@ ScoreComparison
 ScoreExtractor
 ScoreStatistics
 ScoreSummary
+SemanticSimilarity
 ThresholdEarlyStop
 
 # The plugin API: plugins call these on the proxies they are given (docs/plugins.md).

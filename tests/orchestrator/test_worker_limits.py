@@ -28,6 +28,10 @@ from elspeth.orchestrator._runtime._config import (
     RuntimeConfig,
     WorkerLimits,
 )
+from elspeth.orchestrator._runtime._plugin_runtime import PluginInfo
+from elspeth.orchestrator._wire import ProtocolError
+from elspeth.plugins._declaration import describe
+from elspeth.plugins.builtin._score_extractor import ScoreExtractor
 from elspeth.security import SecurityLevel
 from elspeth.sidecar import SidecarClient
 from tests.orchestrator.conftest import (
@@ -183,3 +187,14 @@ def test_a_plugin_with_limits_of_its_own_runs_in_a_pool_of_its_own(
 def test_worker_limits_must_be_positive() -> None:
     with pytest.raises(ConfigurationError, match="cpu_limit_seconds must be a positive integer"):
         WorkerLimits(cpu_limit_seconds=0)
+
+
+@pytest.mark.parametrize("floor", [-1, "4294967296", 2.0, True, None])
+def test_unit_a_described_memory_floor_that_is_not_a_byte_count_is_a_protocol_error(
+    floor: object,
+) -> None:
+    """A worker's description is untrusted: a floor it cannot mean is refused, not coerced."""
+    info = describe(ScoreExtractor)
+    with pytest.raises(ProtocolError, match="malformed plugin description: min_memory_limit"):
+        PluginInfo.from_wire({**info, "min_memory_limit_bytes": floor})
+    assert PluginInfo.from_wire(info).min_memory_limit_bytes == 0

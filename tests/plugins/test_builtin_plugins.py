@@ -250,6 +250,7 @@ def test_unit_every_builtin_is_registered_under_its_declared_name() -> None:
         "score_extractor": PluginKind.ROW_PLUGIN,
         "score_statistics": PluginKind.AGGREGATOR,
         "score_summary": PluginKind.AGGREGATOR,
+        "semantic_similarity": PluginKind.ROW_PLUGIN,
         "threshold_early_stop": PluginKind.EARLY_STOP,
     }
 

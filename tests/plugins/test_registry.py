@@ -36,7 +36,7 @@ def test_unknown_plugin_lists_the_known_ones() -> None:
         UnknownPluginError,
         match=r"unknown plugin 'nope'; known plugins: answer_scorer, json_schema_validator, "
         r"regex_validator, repeat_reducer, "
-        r"score_comparison, score_extractor, score_statistics, score_summary, "
+        r"score_comparison, score_extractor, score_statistics, score_summary, semantic_similarity, "
         r"threshold_early_stop$",
     ):
         PluginRegistry().get("nope")
@@ -123,3 +123,23 @@ def test_a_plugin_says_which_code_it_is() -> None:
     assert describe(registry.get("mean_aggregator"))["version"] == (
         f"file {source.name} sha256:{digest}"
     )
+
+
+@pytest.mark.parametrize("floor", ["4GiB", -1, 1.5, True])
+def test_a_memory_floor_that_is_not_a_byte_count_is_a_declaration_error(
+    tmp_path: Path, floor: object
+) -> None:
+    (tmp_path / "floor.py").write_text(
+        "from elspeth.plugins import Plugin, PluginKind\n"
+        "from elspeth.security import SecurityLevel\n"
+        "class Floor(Plugin):\n"
+        "    name = 'floor'\n"
+        "    kind = PluginKind.ROW_PLUGIN\n"
+        "    clearance = SecurityLevel.OFFICIAL\n"
+        f"    min_memory_limit_bytes = {floor!r}\n"
+        "    def run(self, proxies, context): pass\n"
+    )
+    with pytest.raises(
+        ConfigurationError, match=r"min_memory_limit_bytes must be a non-negative int"
+    ):
+        PluginRegistry([tmp_path])

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import re
+import socket
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -279,6 +281,16 @@ def test_the_graded_example_suite_runs_with_the_mock_model(tmp_path: Path) -> No
     assert summary["experiments"][0]["judges"]["urgency_judge"]["calls"] == 20
     page = (run_dir / "report__report_html.html").read_text("utf-8")
     assert "graded answers" in page
+    markdown = (run_dir / "report__report_markdown.md").read_text("utf-8").splitlines()
+    graded_at = markdown.index("## Graded answers")
+    header = markdown[markdown.index("### baseline", graded_at) + 2]
+    assert header.startswith("| \\_row | urgency | answer\\_response | urgency\\_judge\\_grade |")
+    assert "| exact\\_explanation |" in header
+    book = openpyxl.load_workbook(run_dir / "report__workbook.xlsx", read_only=True)
+    graded = list(book["graded answers"].iter_rows(values_only=True))
+    assert graded[1][:4] == ("experiment", "_row", "urgency", "answer_response")
+    assert {row[0] for row in graded[2:]} == {"baseline", "terse"}
+    assert len(graded) == 2 + 2 * 20  # banner, header, 20 rows of each experiment
     pairwise = read_results(run_dir / "compare__pairwise-preference__terse__results_csv.csv")
     assert pairwise.iloc[0]["pairs"] == 20
     assert "pairwise:preference: terse against baseline" in page
@@ -413,3 +425,35 @@ def test_a_pairwise_judge_cleared_below_the_data_is_refused_before_any_request(
     assert result.code == 3, result.output
     assert "compare/pairwise:duel:variant" in result.output
     assert server.stats.request_count == 0
+
+
+def test_a_dead_judge_endpoint_fails_the_run_naming_the_call_failure(
+    make_server, make_suite: MakeSuite
+) -> None:
+    """Every judge call failing is never a "complete" run, whatever the error tolerance: each
+    row is a judge_error with the call's failure, counted and audited."""
+    server = make_server()
+    suite = judged_suite(make_suite, server)
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    suite.settings["models"]["dead"] = {
+        **suite.settings["models"]["loopback"],
+        "base_url": f"http://127.0.0.1:{dead_port}/v1",
+    }
+    suite.settings["judges"]["grader"]["model"] = "dead"
+    suite.settings["defaults"].update(max_error_rate=1.0, max_retries=0)
+
+    result = run_cli(*suite.args("--json-summary", "-"))
+
+    assert result.code == 1, result.output
+    summary = summary_json(result)
+    assert summary["status"] == "failed"
+    assert f"{ROWS} of {ROWS} rows (100.0%) have errors: judge_error in {ROWS}" in summary["reason"]
+    assert "judge:grader: judge call failed: ClientConnectorError" in summary["reason"]
+    judge = summary["experiments"][0]["judges"]["grader"]
+    assert (judge["calls"], judge["passed"], judge["failed"]) == (ROWS, 0, 0)
+    events = [e for e in audit_events(suite.only_run_dir()) if e["event"] == "judge_result"]
+    assert len(events) == ROWS
+    assert {e["grade"] for e in events} == {"error"}
+    assert all(e["grade_error"].startswith("judge call failed: ") for e in events)

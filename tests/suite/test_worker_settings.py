@@ -10,7 +10,7 @@ import pytest
 
 from elspeth.config import SettingsError, load_suite
 from elspeth.suite._setup import runtime_config
-from tests.suite.conftest import build_suite
+from tests.suite.conftest import build_suite, run_cli
 
 MIB = 1024**2
 
@@ -60,3 +60,56 @@ def test_bytes_in_flight_below_one_payload_is_refused_naming_both_keys(tmp_path:
     message = str(raised.value)
     assert "max_in_flight_bytes" in message
     assert "max_payload_bytes" in message
+
+
+HUNGRY_PLUGIN = """
+from elspeth.plugins import Plugin, PluginKind
+from elspeth.security import SecurityLevel
+
+class Hungry(Plugin):
+    name = "hungry"
+    kind = PluginKind.ROW_PLUGIN
+    clearance = SecurityLevel.OFFICIAL
+    min_memory_limit_bytes = 3 * 1024**3
+
+    def run(self, proxies, context):
+        raise AssertionError("a refused plan runs nothing")
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("instances", "source"),
+    [
+        ({"a": None}, "workers.memory_limit_bytes"),
+        # One instance asks for enough, but the other's smaller value wins for both.
+        (
+            {"a": 4 * 1024**3, "b": 1024**3},
+            "the smallest memory_limit_bytes of the hungry instances",
+        ),
+    ],
+)
+def test_a_plugins_memory_floor_is_enforced_by_the_plan_naming_the_key(
+    tmp_path: Path, instances: dict[str, int | None], source: str
+) -> None:
+    suite = build_suite(tmp_path / "suite", None, rows=2)
+    (suite.directory / "plugins").mkdir()
+    (suite.directory / "plugins" / "hungry.py").write_text(HUNGRY_PLUGIN, "utf-8")
+    settings = suite.settings
+    settings["plugin_dirs"] = ["plugins"]
+    settings["plugins"] = {
+        name: {"plugin": "hungry", "clearance": "OFFICIAL"}
+        | ({"memory_limit_bytes": limit} if limit is not None else {})
+        for name, limit in instances.items()
+    }
+    settings["defaults"]["row_plugins"] = list(instances)
+
+    result = run_cli("validate", suite.write())
+
+    assert result.code == 2, result.output
+    granted = min(limit or 2 * 1024**3 for limit in instances.values())
+    message = " ".join(result.output.split())
+    assert (
+        f"plugin 'hungry' needs an address-space limit of at least {3 * 1024**3} bytes and its "
+        f"workers would get {granted} ({source}): set plugins.a.memory_limit_bytes: {3 * 1024**3}"
+    ) in message

@@ -68,7 +68,8 @@ def _token(text: str) -> str:
     return text.strip(_DECORATION).rstrip(".").strip(_DECORATION)
 
 
-def _error(reason: str) -> Grade:
+def error_grade(reason: str) -> Grade:
+    """No grade, for ``reason`` (which is also the explanation)."""
     return Grade(None, None, ERROR, reason, reason)
 
 
@@ -158,10 +159,12 @@ class GradeScale(BaseModel):
             return self._read_json(reply)
         found = [_token(match.group("grade")) for match in _GRADE_LINE.finditer(reply)]
         if not found:
-            return _error(f"malformed grade: the reply has no 'GRADE:' line ({self.describe()})")
+            return error_grade(
+                f"malformed grade: the reply has no 'GRADE:' line ({self.describe()})"
+            )
         distinct = {self._agreement_key(token) for token in found}
         if len(distinct) > 1:
-            return _error(f"malformed grade: the reply gives {len(distinct)} different grades")
+            return error_grade(f"malformed grade: the reply gives {len(distinct)} different grades")
         explanation = _GRADE_LINE.sub("", reply).strip()
         return self._graded(found[-1], explanation)
 
@@ -169,16 +172,16 @@ class GradeScale(BaseModel):
         try:
             document: Any = json.loads(_unfenced(reply))
         except (ValueError, RecursionError):  # RecursionError: deeply nested arrays
-            return _error("malformed grade: the reply is not a JSON object")
+            return error_grade("malformed grade: the reply is not a JSON object")
         if not isinstance(document, dict):
-            return _error("malformed grade: the reply is not a JSON object")
+            return error_grade("malformed grade: the reply is not a JSON object")
         if self.field not in document:
-            return _error(f"malformed grade: the reply's JSON has no {self.field!r} key")
+            return error_grade(f"malformed grade: the reply's JSON has no {self.field!r} key")
         explanation = document.get(self.explanation_field, "")
         text = explanation if isinstance(explanation, str) else json.dumps(explanation)
         grade = document[self.field]
         if isinstance(grade, bool) or not isinstance(grade, str | int | float):
-            return _error(f"malformed grade: {self.field!r} is not {self.describe()}")
+            return error_grade(f"malformed grade: {self.field!r} is not {self.describe()}")
         return self._graded(str(grade), text)
 
     def _graded(self, token: str, explanation: str) -> Grade:
@@ -187,22 +190,24 @@ class GradeScale(BaseModel):
             by_fold = {label.upper(): (label, value) for label, value in labels.items()}
             named = by_fold.get(token.upper())
             if named is None:
-                return _error(f"malformed grade: the grade is not {self.describe()}")
+                return error_grade(f"malformed grade: the grade is not {self.describe()}")
             label, value = named
             return Grade(label, value, self._outcome(value), explanation)
         if not _NUMBER.match(token):
-            return _error(f"malformed grade: the grade is not {self.describe()}")
+            return error_grade(f"malformed grade: the grade is not {self.describe()}")
         numerator, _, denominator = token.partition("/")
         value = float(numerator)
         assert self.min is not None
         assert self.max is not None
         if denominator and float(denominator) != self.max:
             # "3/10" on a 1..5 scale is not a 3 on it.
-            return _error(
+            return error_grade(
                 f"malformed grade: the grade is not out of {self.max:g} ({self.describe()})"
             )
         if not math.isfinite(value) or not self.min <= value <= self.max:
-            return _error(f"malformed grade: the grade is outside the scale ({self.describe()})")
+            return error_grade(
+                f"malformed grade: the grade is outside the scale ({self.describe()})"
+            )
         return Grade(f"{value:g}", value, self._outcome(value), explanation)
 
     def _agreement_key(self, token: str) -> str | tuple[float, float | None]:

@@ -105,7 +105,9 @@ class Plugin(abc.ABC):
 
     ``clearance`` is the highest level the plugin may receive; ``output_floor`` (optional) marks
     everything it produces at least that high; ``Parameters`` is a pydantic model of its
-    parameters, checked before any data moves.
+    parameters, checked before any data moves; ``min_memory_limit_bytes`` (optional) is the
+    smallest address-space limit it can work in: the plan refuses to run it in less, naming the
+    setting to raise, rather than let it fail mid-run (a plugin never raises its own limit).
     """
 
     name: ClassVar[str]
@@ -113,6 +115,7 @@ class Plugin(abc.ABC):
     clearance: ClassVar[SecurityLevel]
     output_floor: ClassVar[SecurityLevel | None] = None
     Parameters: ClassVar[type[pydantic.BaseModel]] = NoParameters
+    min_memory_limit_bytes: ClassVar[int] = 0
 
     def __init__(self, parameters: pydantic.BaseModel) -> None:
         self.parameters = parameters

@@ -48,6 +48,9 @@ def check_declaration(plugin: type[Plugin], source: str) -> None:
     floor = getattr(plugin, "output_floor", None)
     if floor is not None and not isinstance(floor, SecurityLevel):
         problems.append("output_floor must be a SecurityLevel or None")
+    memory = getattr(plugin, "min_memory_limit_bytes", 0)
+    if type(memory) is not int or memory < 0:
+        problems.append("min_memory_limit_bytes must be a non-negative int")
     parameters = getattr(plugin, "Parameters", None)
     if not (isinstance(parameters, type) and issubclass(parameters, pydantic.BaseModel)):
         problems.append("Parameters must be a pydantic BaseModel subclass")
@@ -105,4 +108,5 @@ def describe(plugin: type[Plugin], parameters: pydantic.BaseModel | None = None)
         "max_proxies": high,
         "parameters": parameters.model_dump(mode="json") if parameters is not None else None,
         "parameter_schema": plugin.Parameters.model_json_schema(),
+        "min_memory_limit_bytes": plugin.min_memory_limit_bytes,
     }

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: Final[Mapping[str, str]] = MappingProxyType(
         "score_extractor": "elspeth.plugins.builtin._score_extractor:ScoreExtractor",
         "score_statistics": "elspeth.plugins.builtin._score_statistics:ScoreStatistics",
         "score_summary": "elspeth.plugins.builtin._score_summary:ScoreSummary",
+        "semantic_similarity": "elspeth.plugins.builtin._semantic:SemanticSimilarity",
         "threshold_early_stop": (
             "elspeth.plugins.builtin._threshold_early_stop:ThresholdEarlyStop"
         ),

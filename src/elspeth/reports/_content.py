@@ -61,6 +61,8 @@ class ReportContent:
     criteria: tuple[str, ...]
     summary: pd.DataFrame
     results: Mapping[str, pd.DataFrame]
+    graded: Mapping[str, pd.DataFrame]
+    """Experiment -> its :func:`graded_answers`, for the experiments whose rows were graded."""
     aggregates: tuple[AggregateTable, ...]
     comparisons: tuple[ComparisonReport, ...]
     plan: pd.DataFrame
@@ -79,6 +81,10 @@ class ReportContent:
 def report_content(report: SuiteReport, level: SecurityLevel) -> ReportContent:
     """The tables of ``report``, marked at ``level`` (the level its release check found)."""
     results = {experiment.name: experiment.results_data() for experiment in report.experiments}
+    graded = {
+        experiment.name: graded_answers(results[experiment.name], experiment.references)
+        for experiment in report.experiments
+    }
     return ReportContent(
         level=level,
         status=report.status,
@@ -99,6 +105,7 @@ def report_content(report: SuiteReport, level: SecurityLevel) -> ReportContent:
         ),
         summary=_summary_table(report),
         results=results,
+        graded={name: data for name, data in graded.items() if data is not None},
         aggregates=tuple(
             AggregateTable(experiment.name, aggregator, frame.data)
             for experiment in report.experiments

@@ -202,6 +202,11 @@ def _sheet_name(wanted: str, used: set[str]) -> str:
     return candidate
 
 
+def _union_columns(frames: Iterable[pd.DataFrame]) -> list[Any]:
+    """Every column of ``frames``, each once, in the order first seen."""
+    return list(dict.fromkeys(column for data in frames for column in data.columns))
+
+
 def _created(created_at: str) -> dt.datetime | None:
     try:
         created = dt.datetime.fromisoformat(created_at)
@@ -232,9 +237,7 @@ class ExcelReport(ReportSink):
 
     def _render(self, report: SuiteReport, release: Release, handle: BinaryIO) -> int:
         content = report_content(report, release.level)
-        result_columns = list(
-            dict.fromkeys(column for data in content.results.values() for column in data.columns)
-        )
+        result_columns = _union_columns(content.results.values())
         # Refused before a single cell is built: the results sheet is the one that can overflow.
         _require_fits("results", _BANNER_ROWS + 1 + content.result_rows, 1 + len(result_columns))
         workbook = _Workbook(handle, content, report)
@@ -245,6 +248,7 @@ class ExcelReport(ReportSink):
             (workbook.sheet(f"agg-{aggregate.experiment}-{aggregate.aggregator}"), aggregate)
             for aggregate in content.aggregates
         ]
+        graded = workbook.sheet("graded answers") if content.graded else None
         comparisons = workbook.sheet("comparisons")
         plan = workbook.sheet("plan")
         manifest = workbook.sheet("manifest")
@@ -263,13 +267,19 @@ class ExcelReport(ReportSink):
         results.header(["experiment", *map(str, result_columns)])
         for experiment, data in content.results.items():
             results.rows(data.reindex(columns=result_columns), prefix=(experiment,))
+        if graded is not None:
+            graded_columns = _union_columns(content.graded.values())
+            graded.header(["experiment", *map(str, graded_columns)])
+            for experiment, data in content.graded.items():
+                graded.rows(data.reindex(columns=graded_columns), prefix=(experiment,))
         for sheet, data in (
             *((sheet, aggregate.data) for sheet, aggregate in aggregates),
             (comparisons, comparisons_table(content.comparisons)),
             (plan, content.plan),
         ):
             sheet.table(data)
-        for sheet in (results, *(sheet for sheet, _ in aggregates), comparisons, plan):
+        frozen = (results, *(s for s, _ in aggregates), *([graded] if graded else []), comparisons)
+        for sheet in (*frozen, plan):
             sheet.freeze_below(_BANNER_ROWS + 1)
         manifest.pairs((("run id", report.run_id), ("classification", content.level.name)))
         manifest.skip()

@@ -8,7 +8,6 @@ external reference is blocked and shows up as a console error rather than a requ
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar, Final
 
@@ -21,7 +20,6 @@ from elspeth.reports._content import (
     TABLE_ROWS,
     ReportContent,
     display_text,
-    graded_answers,
     is_number,
     report_content,
     verdicts,
@@ -70,11 +68,6 @@ def _table(data: pd.DataFrame, limit: int) -> _Table:
             cells.append(_Cell(text, is_number(value)))
         rows.append(tuple(cells))
     return _Table(tuple(str(c) for c in data.columns), tuple(rows), len(data), clipped)
-
-
-def _graded_table(data: pd.DataFrame, references: Sequence[str]) -> _Table | None:
-    graded = graded_answers(data, references)
-    return None if graded is None else _table(graded, PREVIEW_ROWS)
 
 
 @functools.cache
@@ -139,8 +132,10 @@ class HtmlReport(ReportSink):
                         if aggregate.experiment == experiment.name
                     ],
                     "preview": _table(content.results[experiment.name], PREVIEW_ROWS),
-                    "graded": _graded_table(
-                        content.results[experiment.name], experiment.references
+                    "graded": (
+                        _table(content.graded[experiment.name], PREVIEW_ROWS)
+                        if experiment.name in content.graded
+                        else None
                     ),
                 }
                 for experiment in report.experiments

@@ -89,6 +89,15 @@ class MarkdownReport(ReportSink):
             lines += [*_table(comparison.frame.data), ""]
         if not content.comparisons:
             lines += ["_No baseline comparisons in this run._", ""]
+        if content.graded:
+            lines += ["## Graded answers", ""]
+            lines += [
+                "The reference, the answer, and each scorer's and judge's grade, outcome and "
+                "explanation.",
+                "",
+            ]
+        for experiment, graded in content.graded.items():
+            lines += [f"### {escape_markdown(experiment)}", "", *_table(graded), ""]
         lines += ["## Clearance plan", "", *_table(content.plan), "", banner, ""]
         handle.write("\n".join(lines).encode("utf-8"))
         return content.result_rows

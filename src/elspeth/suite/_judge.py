@@ -40,7 +40,7 @@ from elspeth.llm import (
     StageSummary,
     create_client,
 )
-from elspeth.llm._grades import ERROR, PASS
+from elspeth.llm._grades import ERROR, PASS, error_grade
 from elspeth.security import SecureDataFrame, SecurityLevel
 from elspeth.suite._audit import AuditLog
 from elspeth.suite._outcome import ErrorTally
@@ -112,7 +112,7 @@ class Graded:
 
 
 def not_graded(reason: str) -> Graded:
-    return Graded(None, Grade(None, None, ERROR, reason, reason), None)
+    return Graded(None, error_grade(reason), None)
 
 
 OnGrade = Callable[[int, Graded], None]
@@ -177,8 +177,7 @@ class JudgeCalls:
             if result.outcome is Outcome.OK and result.text is not None:
                 grade = self.settings.grade.read(result.text)
             else:
-                reason = f"judge call failed: {result.error_message or 'error'}"
-                grade = Grade(None, None, ERROR, reason, reason)
+                grade = error_grade(f"judge call failed: {result.error_message or 'error'}")
             row, repeat = rows[result.row]
             base = result.audit_event(self.experiment.name, priced=not self.totals.cost_unknown)
             # The stage counts contexts by position; the audit names the run's row.

@@ -24,7 +24,13 @@ from elspeth.orchestrator import (
     WorkerLimits,
 )
 from elspeth.outcome import RunStatus
-from elspeth.suite._validate import checks_declared_columns, plugin_problems, template_problems
+from elspeth.suite._validate import (
+    LIMIT_NAMES,
+    checks_declared_columns,
+    chosen_limits,
+    plugin_problems,
+    template_problems,
+)
 
 if TYPE_CHECKING:
     from elspeth.sidecar import StandaloneDaemon
@@ -32,12 +38,6 @@ if TYPE_CHECKING:
 ROW_COLUMN: Final = "_row"
 """The column holding each row's ordinal; a template may not use it."""
 RUN_ID: Final = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
-_LIMIT_NAMES: Final = (
-    "memory_limit_bytes",
-    "cpu_limit_seconds",
-    "file_size_limit_bytes",
-    "scratch_bytes",
-)
 
 
 @dataclass(frozen=True)
@@ -88,19 +88,11 @@ def runtime_config(suite: Suite, log_dir: Path) -> RuntimeConfig:
         plugin.plugin: ErrorPolicy.SKIP if plugin.on_error == "skip" else ErrorPolicy.FAIL
         for plugin in settings.plugins.values()
     }
-    own: dict[str, dict[str, int]] = {}
-    for plugin in settings.plugins.values():
-        for name in _LIMIT_NAMES:
-            value = getattr(plugin, name)
-            if value is not None:
-                # Instances of one plugin share its workers: the strictest value wins.
-                chosen = own.setdefault(plugin.plugin, {})
-                chosen[name] = min(value, chosen.get(name, value))
     limits = {
         plugin: WorkerLimits(
-            **{name: chosen.get(name, getattr(workers, name)) for name in _LIMIT_NAMES}
+            **{name: chosen.get(name, getattr(workers, name)) for name in LIMIT_NAMES}
         )
-        for plugin, chosen in own.items()
+        for plugin, chosen in chosen_limits(settings).items()
     }
     extra: dict[str, Any] = {}
     if workers.scratch_root is not None:

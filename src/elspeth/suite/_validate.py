@@ -9,7 +9,7 @@ receives data, so that third-party code is not imported into the orchestrator.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, NoReturn
 
 from elspeth.config import (
@@ -19,6 +19,7 @@ from elspeth.config import (
     SettingsError,
     SettingsProblem,
     Suite,
+    SuiteSettings,
 )
 from elspeth.errors import ConfigurationError, ElspethError
 from elspeth.llm import PromptPack, create_client
@@ -84,6 +85,53 @@ class NoAuthority(SealAuthority):
 # --- plugins -----------------------------------------------------------------------------------
 
 
+LIMIT_NAMES: Final = (
+    "memory_limit_bytes",
+    "cpu_limit_seconds",
+    "file_size_limit_bytes",
+    "scratch_bytes",
+)
+"""The worker limits a plugin instance may set for itself."""
+
+
+def chosen_limits(settings: SuiteSettings) -> dict[str, dict[str, int]]:
+    """Registered plugin -> the limits its instances set. Instances of one plugin share its
+    workers, so of two values the strictest wins."""
+    own: dict[str, dict[str, int]] = {}
+    for plugin in settings.plugins.values():
+        for name in LIMIT_NAMES:
+            value = getattr(plugin, name)
+            if value is not None:
+                chosen = own.setdefault(plugin.plugin, {})
+                chosen[name] = min(value, chosen.get(name, value))
+    return own
+
+
+def _memory_floor_problems(
+    suite: Suite, infos: Mapping[str, PluginInfo]
+) -> Iterator[SettingsProblem]:
+    """An instance whose workers' address-space limit is below what its plugin declares it
+    needs: refused now, by name, instead of a MemoryError in the middle of the run."""
+    settings = suite.settings
+    chosen = chosen_limits(settings)
+    for name, instance in settings.plugins.items():
+        floor = infos[name].min_memory_limit_bytes if name in infos else 0
+        own = chosen.get(instance.plugin, {}).get("memory_limit_bytes")
+        limit = settings.workers.memory_limit_bytes if own is None else own
+        if limit < floor:
+            source = (
+                "workers.memory_limit_bytes"
+                if own is None
+                else f"the smallest memory_limit_bytes of the {instance.plugin} instances"
+            )
+            yield suite.problem(
+                ("plugins", name),
+                f"plugin {instance.plugin!r} needs an address-space limit of at least {floor} "
+                f"bytes and its workers would get {limit} ({source}): set "
+                f"plugins.{name}.memory_limit_bytes: {floor}",
+            )
+
+
 def plugin_problems(
     runtime: PluginRuntime | None, suite: Suite
 ) -> tuple[dict[str, PluginInfo], list[SettingsProblem]]:
@@ -129,6 +177,7 @@ def plugin_problems(
         for c in suite.settings.defaults.comparisons
         if c in infos and infos[c].kind is not PluginKind.BASELINE_COMPARISON
     )
+    problems.extend(_memory_floor_problems(suite, infos))
     return infos, _unique(problems)
 
 

@@ -91,6 +91,8 @@ class PluginInfo:
     max_proxies: int | None
     parameters: Mapping[str, Any] | None
     parameter_schema: Mapping[str, Any]
+    min_memory_limit_bytes: int = 0
+    """The plugin's own floor on its address-space limit; it can only make the plan refuse."""
 
     @classmethod
     def from_wire(cls, info: Mapping[str, Any]) -> PluginInfo:
@@ -107,6 +109,7 @@ class PluginInfo:
                 max_proxies=int(high) if high is not None else None,
                 parameters=info["parameters"],
                 parameter_schema=info["parameter_schema"],
+                min_memory_limit_bytes=_non_negative(info["min_memory_limit_bytes"]),
             )
         except (KeyError, TypeError, ValueError, LevelParseError) as error:
             raise _wire.ProtocolError(f"malformed plugin description: {error}") from None
@@ -480,6 +483,12 @@ class PluginRuntime:
         worker.send_with_payload(
             deadline, "proxy_reply", out, seq=seq, ok=True, value=reply.value, error=None
         )
+
+
+def _non_negative(value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"min_memory_limit_bytes {value!r} is not a non-negative int")
+    return value
 
 
 def _limit_failure(limits: WorkerLimits, kind: object) -> str | None:

@@ -189,21 +189,43 @@ def _is_null(value: Any) -> bool:
         return False
 
 
-def _python(value: Any) -> Any:
+def python_value(value: Any) -> Any:
     """A cell as a plain Python value (numpy scalars unwrapped)."""
     return value.item() if hasattr(value, "item") and callable(value.item) else value
 
 
-def score_cell(scorer: _RowScorer, answer: Any, reference: Any) -> _scoring.Score:
-    """One row's score; a null answer or reference is an error, never an exception."""
+def unscorable_pair(answer: Any, reference: Any) -> _scoring.Score | None:
+    """The error a null answer or reference makes, else None."""
     if _is_null(answer):
         return _scoring.Score(None, "error", "no answer")
     if _is_null(reference):
         return _scoring.Score(None, "error", "no reference")
-    reference = _python(reference)
+    return None
+
+
+def score_cell(scorer: _RowScorer, answer: Any, reference: Any) -> _scoring.Score:
+    """One row's score; a null answer or reference is an error, never an exception."""
+    error = unscorable_pair(answer, reference)
+    if error is not None:
+        return error
+    reference = python_value(reference)
     if not isinstance(reference, (str, int, float, bool)):
         reference = str(reference)
-    return scorer(str(_python(answer)), reference)
+    return scorer(str(python_value(answer)), reference)
+
+
+def score_columns(
+    scores: Sequence[_scoring.Score], names: Sequence[str], index: Any
+) -> dict[str, Any]:
+    """The value, outcome and explanation columns (named ``names``) of ``scores``."""
+    import pandas as pd
+
+    value, outcome, explanation = names
+    return {
+        value: pd.Series([s.value for s in scores], index=index, dtype="Float64"),
+        outcome: pd.Series([s.outcome for s in scores], index=index, dtype=object),
+        explanation: pd.Series([s.explanation for s in scores], index=index, dtype=object),
+    }
 
 
 class AnswerScorer(Plugin):
@@ -215,24 +237,17 @@ class AnswerScorer(Plugin):
     Parameters = AnswerScorerParameters
 
     def run(self, proxies: Sequence[FrameProxy], context: PluginContext) -> None:
-        import pandas as pd
-
         parameters: AnswerScorerParameters = self.parameters  # type: ignore[assignment]
         (proxy,) = proxies
         view = proxy.get_view()
         data = view.data
         inputs = [parameters.answer, *([parameters.reference] if parameters.reference else [])]
         require_columns(data, inputs, "answer_scorer input")
-        scorer = row_scorer(parameters)
         answers = data[parameters.answer].tolist()
         references = (
             data[parameters.reference].tolist() if parameters.reference else [""] * len(answers)
         )
+        scorer = row_scorer(parameters)
         scores = [score_cell(scorer, a, r) for a, r in zip(answers, references, strict=True)]
-        value, outcome, explanation = parameters.output_columns
-        columns = {
-            value: pd.Series([s.value for s in scores], index=data.index, dtype="Float64"),
-            outcome: pd.Series([s.outcome for s in scores], index=data.index, dtype=object),
-            explanation: pd.Series([s.explanation for s in scores], index=data.index, dtype=object),
-        }
+        columns = score_columns(scores, parameters.output_columns, data.index)
         proxy.replace_data(data.assign(**columns), view.version)

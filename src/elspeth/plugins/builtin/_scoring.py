@@ -261,7 +261,7 @@ def token_f1(
     return Score(f1, "pass" if passed else "fail", f"token F1 {f1:.3f} (threshold {threshold:g})")
 
 
-def _similarity(name: str, value: float, threshold: float) -> Score:
+def similarity(name: str, value: float, threshold: float) -> Score:
     """A similarity in [0, 1] against ``threshold``, as :func:`token_f1` reports its F1."""
     outcome: Outcome = "pass" if value >= threshold else "fail"
     return Score(value, outcome, f"{name} {value:.3f} (threshold {threshold:g})")
@@ -281,7 +281,7 @@ def bleu(answer: str, reference: str, *, threshold: float) -> Score:
     import sacrebleu  # lazily: only a worker that scores a row pays for the import
 
     value = _percent(sacrebleu.sentence_bleu(answer, [reference]).score)
-    return _similarity("BLEU", value, threshold)
+    return similarity("BLEU", value, threshold)
 
 
 def chrf(answer: str, reference: str, *, threshold: float) -> Score:
@@ -293,7 +293,7 @@ def chrf(answer: str, reference: str, *, threshold: float) -> Score:
     import sacrebleu  # lazily: only a worker that scores a row pays for the import
 
     value = _percent(sacrebleu.sentence_chrf(answer, [reference]).score)
-    return _similarity("chrF", value, threshold)
+    return similarity("chrF", value, threshold)
 
 
 @lru_cache(maxsize=6)
@@ -321,4 +321,4 @@ def rouge(
     if not tokenize(reference):
         return _error("reference has no ROUGE tokens (ASCII letters or digits)")
     value = float(score(reference, answer)[rouge_type].fmeasure)
-    return _similarity(f"{rouge_type} F", value, threshold)
+    return similarity(f"{rouge_type} F", value, threshold)
