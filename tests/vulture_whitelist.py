@@ -85,3 +85,11 @@ _.incoming_of
 _.linear  # PipelineSpec.linear (docs/security-model.md)
 _.live_frames  # SealEngine, in the daemon's health answer and its tests
 _.owner_marker_path  # StandaloneDaemon
+
+# http.server calls these by name on the viewer's request handler and server.
+_.do_GET
+_.do_HEAD
+_.log_message
+_.server_version
+_.sys_version
+_.daemon_threads

@@ -9,41 +9,23 @@ nothing is downloaded.
 from __future__ import annotations
 
 import base64
-import os
 import struct
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from elspeth.reports import HtmlReport, HtmlReportConfig
 from elspeth.sidecar import SidecarClient
+from tests.support.browser import WINDOW, chromium, severe_console_entries
 from tests.support.reports import EXPERIMENTS, HOSTILE_MESSAGE, make_suite_report
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-WINDOW = (1280, 1000)
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",  # the tests run as root, where Chromium's own sandbox cannot start
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    f"--window-size={WINDOW[0]},{WINDOW[1]}",
-)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXPECTED_TABLES = {
     "summary": 1,
@@ -58,38 +40,7 @@ EXPECTED_CHARTS = 5
 
 @pytest.fixture
 def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
-        pytest.skip(
-            f"needs Debian's chromium and chromium-driver packages ({', '.join(missing)} "
-            "missing); scripts/system-deps.sh installs them"
-        )
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download a browser
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # Chromium writes to $HOME and the XDG directories despite --user-data-dir: keep it in tmp.
-    home = tmp_path / "chromium-home"
-    home.mkdir()
-    environment = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-    }
-    service = Service(
-        executable_path=str(CHROMEDRIVER),
-        log_output=str(tmp_path / "chromedriver.log"),
-        env=environment,
-    )
-    driver = webdriver.Chrome(service=service, options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from chromium(tmp_path, monkeypatch)
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -97,10 +48,6 @@ def _png_size(data: bytes) -> tuple[int, int]:
     assert data[12:16] == b"IHDR"
     width, height = struct.unpack(">II", data[16:24])
     return width, height
-
-
-def _severe(driver: webdriver.Chrome) -> list[dict[str, Any]]:
-    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def test_html_report_renders_in_chromium(
@@ -155,7 +102,7 @@ def test_html_report_renders_in_chromium(
     )
     assert hostile_cells == len(EXPERIMENTS)  # row 0 of every experiment's preview, as text
 
-    assert _severe(browser) == []
+    assert severe_console_entries(browser) == []
 
     # Last: a full-page capture lays the page out again at its full height.
     screenshot = tmp_path / "report.png"
@@ -186,11 +133,11 @@ def test_content_security_policy_blocks_outside_loads(
         make_suite_report(authority), tmp_path / "report.html"
     )
     browser.get(artifact.path.as_uri())
-    assert _severe(browser) == []
+    assert severe_console_entries(browser) == []
     browser.execute_script(
         "const image = document.createElement('img');"
         "image.src = 'http://example.invalid/pixel.png';"
         "document.body.appendChild(image);"
     )
-    severe = _severe(browser)
+    severe = severe_console_entries(browser)
     assert any("Content Security Policy" in entry["message"] for entry in severe), severe

@@ -41,9 +41,14 @@ def _field_names(event_type: type) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class RunStarted(AuditEvent):
+    """``experiments`` in the settings' order; ``baseline`` is one of them (what a reader of the
+    run's outputs, such as ``elspeth view``, pairs the others against)."""
+
     NAME: ClassVar[str] = "run_started"
     suite: str
     resumed: bool
+    experiments: tuple[str, ...]
+    baseline: str
 
 
 @dataclass(frozen=True, slots=True)

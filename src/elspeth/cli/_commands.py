@@ -13,6 +13,7 @@ from pathlib import Path
 from elspeth.cli._audit import audit, audit_parser
 from elspeth.cli._bundle import keygen, keygen_parser, verify, verify_parser
 from elspeth.cli._parser import Parser, UsageError
+from elspeth.cli._view import view, view_parser
 from elspeth.outcome import ExitCode, exit_code_help
 
 _RUN_EPILOG = f"""\
@@ -36,6 +37,9 @@ bundles (see elspeth verify-bundle --help, elspeth keygen --help):
 
 audit log (see elspeth audit --help):
   elspeth audit verify elspeth-output/20261128T101500Z-3fa2c1
+
+review a run in a browser (see elspeth view --help):
+  elspeth view elspeth-output/20261128T101500Z-3fa2c1
 """
 
 
@@ -142,6 +146,7 @@ SUBCOMMANDS: Mapping[str, tuple[Callable[[], Parser], Callable[[argparse.Namespa
     "verify-bundle": (verify_parser, verify),
     "keygen": (keygen_parser, keygen),
     "audit": (audit_parser, audit),
+    "view": (view_parser, view),
 }
 """Subcommand name → (its parser, what it runs)."""
 

@@ -171,7 +171,14 @@ class SuiteRunner:
     ) -> None:
         """The step loop, recording each experiment's summary in ``run`` as it ends."""
         settings = self.suite.settings
-        audit.record(RunStarted(suite=settings.suite.name, resumed=bool(self.options.resume)))
+        audit.record(
+            RunStarted(
+                suite=settings.suite.name,
+                resumed=bool(self.options.resume),
+                experiments=tuple(e.name for e in self.suite.experiments),
+                baseline=self.suite.baseline.name,
+            )
+        )
         with (
             open_authority(
                 settings.sidecar,

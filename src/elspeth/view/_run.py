@@ -1,0 +1,197 @@
+"""A finished (or stopped) run's outputs as the viewer reads them: verified, then side by side.
+
+Nothing here writes. Every results file the viewer serves is checked against the digest the
+run's manifest recorded before a byte of it is parsed, so a file changed after the run is
+refused, not shown; and the run's classification comes from the manifest, never from a file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+
+from elspeth.datasources._marking import CSV_BANNER_PREFIX, JSONL_HEADER_KEY
+from elspeth.security import LevelParseError, SecurityLevel
+from elspeth.view._errors import ViewError
+
+ROW: Final = "_row"
+REPEAT: Final = "_repeat"
+RESULTS_INFIX: Final = "__results__"
+#: Results formats the viewer reads, the best first: Parquet keeps the column types.
+READABLE: Final = (".parquet", ".jsonl", ".csv")
+#: Audit events a row's drill-down shows.
+ROW_EVENTS: Final = frozenset({"llm_result", "judge_result"})
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """One run: its facts, its experiments' results tables, and its row-level audit events."""
+
+    directory: Path
+    run_id: str
+    suite: str
+    status: str
+    reason: str | None
+    level: SecurityLevel
+    experiments: tuple[str, ...]
+    baseline: str
+    tables: Mapping[str, pa.Table]
+    plan: tuple[Mapping[str, Any], ...]
+    row_events: Mapping[tuple[str, int], tuple[Mapping[str, Any], ...]] = field(repr=False)
+
+
+def open_run(directory: Path | str, *, label: str = "") -> RunOutputs:
+    """The run in ``directory``; ``label`` (for a second run) prefixes its experiment names.
+
+    Raises :class:`ViewError` naming the file: no manifest, no audit log, a results file missing
+    or differing from its recorded digest, or a run that never started its experiments."""
+    directory = Path(directory)
+    manifest = _read_manifest(directory)
+    started, plan, row_events = _read_audit(directory, label)
+    artifacts = {entry["path"]: entry for entry in manifest.get("artifacts", [])}
+    tables: dict[str, pa.Table] = {}
+    for experiment in started["experiments"]:
+        entry = _results_artifact(experiment, artifacts)
+        if entry is None:
+            continue  # a run stopped before this experiment wrote a row
+        tables[label + experiment] = _read_verified(directory, entry)
+    if started["baseline"] not in started["experiments"]:
+        raise ViewError(f"{directory / 'audit.jsonl'}: the baseline is not among the experiments")
+    return RunOutputs(
+        directory=directory,
+        run_id=str(manifest["run_id"]),
+        suite=str(started["suite"]),
+        status=str(manifest["status"]),
+        reason=manifest.get("reason"),
+        level=_level(directory / "manifest.json", manifest.get("classification")),
+        experiments=tuple(
+            label + name for name in started["experiments"] if label + name in tables
+        ),
+        baseline=label + started["baseline"],
+        tables=tables,
+        plan=plan,
+        row_events=row_events,
+    )
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ViewError(f"{path}: no run manifest; is {directory} a run directory?") from None
+    except (OSError, ValueError) as error:
+        raise ViewError(f"{path}: cannot be read ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "elspeth-run-manifest-v1":
+        raise ViewError(f"{path}: not an Elspeth run manifest")
+    return manifest
+
+
+def _level(path: Path, name: object) -> SecurityLevel:
+    try:
+        return SecurityLevel.parse(str(name))
+    except LevelParseError:
+        raise ViewError(f"{path}: classification {name!r} is not a level") from None
+
+
+def _read_audit(
+    directory: Path, label: str
+) -> tuple[
+    dict[str, Any],
+    tuple[Mapping[str, Any], ...],
+    dict[tuple[str, int], tuple[Mapping[str, Any], ...]],
+]:
+    """The run's ``run_started`` event, its clearance decisions, and its row events by
+    (experiment, row)."""
+    path = directory / "audit.jsonl"
+    started: dict[str, Any] | None = None
+    plan: list[Mapping[str, Any]] = []
+    by_row: defaultdict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    try:
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    raise ViewError(f"{path}: line {number} is not JSON") from None
+                name = event.get("event") if isinstance(event, dict) else None
+                if name == "run_started":
+                    started = event
+                elif name == "clearance_decision":
+                    plan.append(event)
+                elif name in ROW_EVENTS:
+                    by_row[(label + str(event["experiment"]), int(event["row"]))].append(event)
+    except FileNotFoundError:
+        raise ViewError(f"{path}: no audit log in the run directory") from None
+    if started is None or "experiments" not in started:
+        raise ViewError(f"{path}: no run_started event naming the experiments")
+    return started, tuple(plan), {key: tuple(events) for key, events in by_row.items()}
+
+
+def _results_artifact(
+    experiment: str, artifacts: Mapping[str, Mapping[str, Any]]
+) -> Mapping[str, Any] | None:
+    candidates = [
+        entry
+        for path, entry in artifacts.items()
+        if path.startswith(experiment + RESULTS_INFIX) and Path(path).suffix in READABLE
+    ]
+    candidates.sort(key=lambda entry: READABLE.index(Path(entry["path"]).suffix))
+    return candidates[0] if candidates else None
+
+
+def _read_verified(directory: Path, entry: Mapping[str, Any]) -> pa.Table:
+    from elspeth.sinks._files import file_digest_hex
+
+    name = str(entry["path"])
+    path = directory / name
+    if Path(name).name != name or not path.is_file():
+        raise ViewError(f"{path}: listed in the manifest but missing")
+    if file_digest_hex(path) != entry.get("blake3"):
+        raise ViewError(f"{path}: differs from the digest in the manifest; not shown")
+    try:
+        return _read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise ViewError(f"{path}: cannot be read ({error})") from None
+
+
+def _read_table(path: Path) -> pa.Table:
+    """A results file as Arrow; the marking line a CSV or JSONL sink writes first is skipped
+    (the level shown is the manifest's)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+    data = path.read_bytes()
+    first, _, rest = data.partition(b"\n")
+    if path.suffix == ".jsonl":
+        import pyarrow.json as pj
+
+        body = rest if first.startswith(b'{"' + JSONL_HEADER_KEY.encode()) else data
+        return pj.read_json(io.BytesIO(body))
+    import pyarrow.csv as pcsv
+
+    body = rest if first.startswith(CSV_BANNER_PREFIX.encode()) else data
+    return pcsv.read_csv(io.BytesIO(body))
+
+
+def criteria_of(columns: Iterable[str]) -> tuple[str, ...]:
+    """The criteria (and answer columns) a run generated: every ``<c>_response``."""
+    return tuple(c.removesuffix("_response") for c in columns if c.endswith("_response"))
+
+
+def graders_of(columns: Sequence[str]) -> tuple[str, ...]:
+    """Scorers and judges: every ``<g>_outcome`` beside a ``<g>_explanation``."""
+    names = set(columns)
+    return tuple(
+        c.removesuffix("_outcome")
+        for c in columns
+        if c.endswith("_outcome") and c.removesuffix("_outcome") + "_explanation" in names
+    )
