@@ -27,6 +27,7 @@ SMOKE_ARGUMENTS = {
     "bench_reports.py": ["--rows", "200", "--repeats", "1"],
     "bench_scoring.py": ["--rows", "300", "--repeats", "1"],
     "bench_sidecar.py": ["--quick"],
+    "bench_view.py": ["--sizes", "200", "--repeats", "1"],
     "bench_workers.py": ["--rows", "2000", "--repeats", "1"],
 }
 
@@ -45,6 +46,7 @@ PRINTED = {
         "(d) worker RSS",
     ],
     "bench_scoring.py": [f"ratio {scorer}: worker/in-process" for scorer in SCORERS],
+    "bench_view.py": ["ratio filter/plain at 200 rows:"],
 }
 
 

@@ -93,3 +93,4 @@ _.log_message
 _.server_version
 _.sys_version
 _.daemon_threads
+_.handle_error

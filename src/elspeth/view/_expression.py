@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import pyarrow.compute as pc
@@ -34,7 +35,15 @@ _COMPARISONS: Final[Mapping[type[ast.cmpop], Callable[[Any, Any], Any]]] = {
 _LITERALS: Final = (str, int, float, bool)
 
 
-def compile_filter(text: str, resolve: Callable[[str], str | None]) -> pc.Expression:
+@dataclass(frozen=True)
+class Filter:
+    """A compiled filter and the columns it reads (so it can run on just those)."""
+
+    expression: pc.Expression
+    columns: frozenset[str]
+
+
+def compile_filter(text: str, resolve: Callable[[str], str | None]) -> Filter:
     """``text`` as a pyarrow expression; ``resolve`` maps a name (``x`` or ``A.x``) to its column
     in the side-by-side table, or None when there is no such column."""
     if len(text) > MAX_LENGTH:
@@ -46,12 +55,15 @@ def compile_filter(text: str, resolve: Callable[[str], str | None]) -> pc.Expres
     nodes = sum(1 for _ in ast.walk(tree))
     if nodes > MAX_NODES:
         raise ViewError(f"filter: {nodes} parts; at most {MAX_NODES}")
-    return _Compiler(resolve).condition(tree.body)
+    compiler = _Compiler(resolve)
+    expression = compiler.condition(tree.body)
+    return Filter(expression, frozenset(compiler.columns))
 
 
 class _Compiler:
     def __init__(self, resolve: Callable[[str], str | None]) -> None:
         self.resolve = resolve
+        self.columns: set[str] = set()
 
     def condition(self, node: ast.expr) -> pc.Expression:
         if isinstance(node, ast.BoolOp):
@@ -118,6 +130,7 @@ class _Compiler:
         column = self.resolve(name)
         if column is None:
             raise ViewError(f"filter: no column {name!r}")
+        self.columns.add(column)
         return pc.field(column)
 
 

@@ -25,6 +25,7 @@ from elspeth.view._expression import compile_filter
 from elspeth.view._run import RunOutputs
 from elspeth.view._table import (
     DIFFERENT,
+    INDEX,
     MAX_DELTA,
     SEARCH,
     SideBySide,
@@ -34,7 +35,7 @@ from elspeth.view._table import (
 )
 
 Mode = Literal["all", "failures", "errors", "different", "delta"]
-StatusFilter = Literal["", "pass", "fail", "error", "ok"]
+StatusFilter = Literal["", "pass", "fail", "error", "ok", "absent"]
 MAX_LIMIT: Final = 500
 MAX_SEARCH: Final = 500
 CELL_PREVIEW: Final = 2000
@@ -68,7 +69,9 @@ class Query:
             raise ViewError(f"mode {mode!r} is not one of {', '.join(get_args(Mode))}")
         status = params.get("status", "")
         if status not in get_args(StatusFilter):
-            raise ViewError(f"status {status!r} is not one of pass, fail, error, ok")
+            raise ViewError(
+                f"status {status!r} is not one of {', '.join(get_args(StatusFilter)[1:])}"
+            )
         experiment = params.get("experiment", "")
         if experiment:
             _require_experiment(view, experiment)
@@ -137,35 +140,46 @@ def resolver(view: SideBySide) -> Any:
     return resolve
 
 
-def apply(view: SideBySide, query: Query) -> pa.Table:
-    """The rows ``query`` selects, in its order (by row, or the largest delta first)."""
+def apply(view: SideBySide, query: Query) -> pa.Array:
+    """The positions in the side-by-side table of the rows ``query`` selects, in its order (by
+    row, or the largest delta first). Only the columns the query reads are filtered; the caller
+    takes its page of whole rows by position."""
     table = view.table
     experiments = [query.experiment] if query.experiment else list(view.experiments)
-    mask = pa.chunked_array([pa.array([True] * table.num_rows)])
+    masks = []
     if query.mode == "errors":
-        mask = pc.and_(mask, _any_status(table, experiments, "error"))
+        masks.append(_any_status(table, experiments, "error"))
     elif query.mode == "failures":
-        failed = _any_status(table, experiments, "fail")
-        mask = pc.and_(mask, pc.or_(failed, _any_status(table, experiments, "error")))
+        masks.append(_any_status(table, experiments, "fail", "error"))
     elif query.mode == "different":
-        mask = pc.and_(mask, table[DIFFERENT])
+        masks.append(table[DIFFERENT])
     if query.status:
-        mask = pc.and_(mask, _any_status(table, experiments, query.status))
+        masks.append(_any_status(table, experiments, query.status))
     if query.search:
-        mask = pc.and_(mask, _search(table, query))
+        masks.append(_search(table, query))
     if query.score and (query.low is not None or query.high is not None):
-        mask = pc.and_(mask, _score_range(view, query, experiments))
-    selected = table.filter(mask)
-    if query.expression:
-        expression = compile_filter(query.expression, resolver(view))
+        masks.append(_score_range(view, query, experiments))
+    compiled = compile_filter(query.expression, resolver(view)) if query.expression else None
+    narrow = table.select([INDEX, *(sorted(compiled.columns) if compiled else [])])
+    if masks:
+        narrow = narrow.filter(_all(masks))
+    if compiled is not None:
         try:
-            selected = selected.filter(expression)
+            narrow = narrow.filter(compiled.expression)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
             raise ViewError(f"filter: {_arrow_reason(error)}") from None
-    if query.mode == "delta":
-        order = [(MAX_DELTA, "descending"), *((c, "ascending") for c in view.key)]
-        selected = selected.sort_by(order)  # nulls (nothing to compare) last
-    return selected
+    positions = narrow[INDEX].combine_chunks()
+    if query.mode == "delta":  # stable: equal deltas stay in row order; nulls last
+        deltas = pc.take(table[MAX_DELTA], positions)
+        positions = pc.take(positions, pc.array_sort_indices(deltas, order="descending"))
+    return positions
+
+
+def _all(masks: Sequence[pa.ChunkedArray]) -> pa.ChunkedArray:
+    result = masks[0]
+    for mask in masks[1:]:
+        result = pc.and_(result, mask)
+    return result
 
 
 def _arrow_reason(error: Exception) -> str:
@@ -173,10 +187,17 @@ def _arrow_reason(error: Exception) -> str:
     return text[:300]
 
 
-def _any_status(table: pa.Table, experiments: Sequence[str], status: str) -> pa.ChunkedArray:
-    result = pa.chunked_array([pa.array([False] * table.num_rows)])
-    for experiment in experiments:
-        result = pc.or_(result, pc.equal(table[status_column(experiment)], status))
+def _any_status(table: pa.Table, experiments: Sequence[str], *statuses: str) -> pa.ChunkedArray:
+    """Whether any of ``experiments`` has one of ``statuses`` on the row."""
+    wanted = pa.array(statuses)
+    found = [pc.is_in(table[status_column(experiment)], wanted) for experiment in experiments]
+    return _any(found)
+
+
+def _any(masks: Sequence[pa.ChunkedArray]) -> pa.ChunkedArray:
+    result = masks[0]
+    for mask in masks[1:]:
+        result = pc.or_(result, mask)
     return result
 
 
@@ -191,7 +212,7 @@ def _search(table: pa.Table, query: Query) -> pa.ChunkedArray:
 
 
 def _score_range(view: SideBySide, query: Query, experiments: Sequence[str]) -> pa.ChunkedArray:
-    result = pa.chunked_array([pa.array([False] * view.table.num_rows)])
+    result = pa.chunked_array([pa.repeat(False, view.table.num_rows)])
     for experiment in experiments:
         column = view.score_column(experiment, query.score)
         if column not in view.table.column_names:
@@ -208,10 +229,10 @@ def _score_range(view: SideBySide, query: Query, experiments: Sequence[str]) -> 
 
 def page(view: SideBySide, query: Query) -> dict[str, Any]:
     """One page of the selected rows as the table shows them."""
-    selected = apply(view, query)
-    window = selected.slice(query.offset, query.limit).to_pylist()
+    positions = apply(view, query)
+    window = view.table.take(positions.slice(query.offset, query.limit)).to_pylist()
     return {
-        "total": selected.num_rows,
+        "total": len(positions),
         "of": view.table.num_rows,
         "offset": query.offset,
         "rows": [_row_cells(view, row) for row in window],
@@ -277,10 +298,9 @@ def detail(view: SideBySide, runs: Sequence[RunOutputs], row: int, repeat: int) 
         raise ViewError(f"row {row} (repeat {repeat}) is not in the run")
     values = found[0]
     events = {
-        key[0]: list(found_events)
+        experiment: found
         for run in runs
-        for key, found_events in run.row_events.items()
-        if key[1] == row
+        for experiment, found in run.row_events.for_row(row).items()
     }
     return {
         "key": {k: values[k] for k in view.key},
@@ -321,19 +341,17 @@ def histogram(view: SideBySide, score: str, bins: int = 10) -> dict[str, Any]:
     else:
         width = (high - low) / bins or 1.0
         edges = [low + i * width for i in range(bins + 1)]
+    bars = len(edges) - 1
+    width = edges[1] - edges[0]
     counts = {}
     for experiment, values in arrays.items():
-        counts[experiment] = [0] * (len(edges) - 1)
-        for value in values.to_pylist():
-            index = min(len(edges) - 2, max(0, _bin(edges, value)))
-            counts[experiment][index] += 1
+        # Equal widths: a value's bar is its distance from the first edge in widths; the
+        # highest value belongs to the last bar.
+        bar = pc.cast(pc.floor(pc.divide(pc.subtract(values, edges[0]), width)), pa.int64())
+        bar = pc.min_element_wise(pc.max_element_wise(bar, 0), bars - 1)
+        found = {c["values"]: c["counts"] for c in pc.value_counts(bar).to_pylist()}
+        counts[experiment] = [found.get(i, 0) for i in range(bars)]
     return {"score": score, "edges": edges, "counts": counts}
-
-
-def _bin(edges: Sequence[float], value: float) -> int:
-    import bisect
-
-    return bisect.bisect_right(edges, value) - 1
 
 
 def word_diff(before: str, after: str) -> list[tuple[str, str]]:
@@ -384,7 +402,7 @@ def filtered_csv(view: SideBySide, query: Query) -> bytes:
     CSV whose text cells cannot run as spreadsheet formulas."""
     from elspeth.sinks import neutralise_formula
 
-    selected = apply(view, query)
+    selected = view.table.take(apply(view, query))
     columns = [c for c in selected.column_names if not c.startswith("__")]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -7,10 +7,15 @@ refused, not shown; and the run's classification comes from the manifest, never 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import mmap
+import os
+import re
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -44,7 +49,7 @@ class RunOutputs:
     baseline: str
     tables: Mapping[str, pa.Table]
     plan: tuple[Mapping[str, Any], ...]
-    row_events: Mapping[tuple[str, int], tuple[Mapping[str, Any], ...]] = field(repr=False)
+    row_events: RowEvents = field(repr=False)
 
 
 def open_run(directory: Path | str, *, label: str = "") -> RunOutputs:
@@ -101,38 +106,105 @@ def _level(path: Path, name: object) -> SecurityLevel:
         raise ViewError(f"{path}: classification {name!r} is not a level") from None
 
 
+# The audit log's own compact form (suite/_audit.py): the envelope's "event" and "prev" come
+# first, then the event's fields in their declared order. A quote inside a JSON string is
+# escaped, so none of these can match text that an answer or an error message holds.
+_HEADER_MARKS: Final = (b'"event":"run_started"', b'"event":"clearance_decision"')
+_ROW_LINE: Final = re.compile(
+    rb'"event":"(?:'
+    + b"|".join(name.encode() for name in sorted(ROW_EVENTS))
+    + rb')","prev":"[0-9a-f]{64}","experiment":"((?:[^"\\]|\\.)*)","row":(\d+)'
+)
+
+
+def _line_at(log: mmap.mmap, position: int) -> bytes:
+    start = log.rfind(b"\n", 0, position) + 1
+    end = log.find(b"\n", position)
+    return log[start : len(log) if end < 0 else end]
+
+
+class RowEvents:
+    """A run's row-level audit events (answers' and judges' calls), found by (experiment, row).
+
+    Built on first use, or ahead of it by :meth:`prepare` in a thread: the index holds each
+    line's offset only (found by one regular-expression scan of the mapped file), so a run of
+    100,000 rows opens without parsing 600,000 lines, and a row's drill-down parses its own."""
+
+    def __init__(self, path: Path, label: str) -> None:
+        self._path = path
+        self._label = label
+        self._lock = threading.Lock()
+        self._offsets: dict[tuple[str, int], list[int]] | None = None
+
+    def prepare(self) -> None:
+        with self._lock:
+            if self._offsets is None:
+                self._offsets = self._index()
+
+    def _index(self) -> dict[tuple[str, int], list[int]]:
+        offsets: defaultdict[tuple[str, int], list[int]] = defaultdict(list)
+        names: dict[bytes, str] = {}
+        with _mapped(self._path) as log:
+            for match in _ROW_LINE.finditer(log):
+                raw = match.group(1)
+                if raw not in names:
+                    names[raw] = self._label + json.loads(b'"' + raw + b'"')
+                offsets[(names[raw], int(match.group(2)))].append(match.start())
+        return dict(offsets)
+
+    def for_row(self, row: int) -> dict[str, list[dict[str, Any]]]:
+        """Experiment -> the row's events, in the log's order."""
+        self.prepare()
+        assert self._offsets is not None
+        found: dict[str, list[dict[str, Any]]] = {}
+        with _mapped(self._path) as log:
+            for (experiment, number), positions in self._offsets.items():
+                if number == row:
+                    found[experiment] = [json.loads(_line_at(log, p)) for p in positions]
+        return found
+
+
+@contextlib.contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap]:
+    with path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise ViewError(f"{path}: the audit log is empty")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as log:
+            yield log
+
+
 def _read_audit(
     directory: Path, label: str
-) -> tuple[
-    dict[str, Any],
-    tuple[Mapping[str, Any], ...],
-    dict[tuple[str, int], tuple[Mapping[str, Any], ...]],
-]:
-    """The run's ``run_started`` event, its clearance decisions, and its row events by
-    (experiment, row)."""
+) -> tuple[dict[str, Any], tuple[Mapping[str, Any], ...], RowEvents]:
+    """The run's ``run_started`` event and its clearance decisions (the only lines parsed
+    now), and its row events, indexed when first asked for."""
     path = directory / "audit.jsonl"
-    started: dict[str, Any] | None = None
-    plan: list[Mapping[str, Any]] = []
-    by_row: defaultdict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    found: list[tuple[int, bytes]] = []
     try:
-        with path.open("rb") as handle:
-            for number, line in enumerate(handle, start=1):
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    raise ViewError(f"{path}: line {number} is not JSON") from None
-                name = event.get("event") if isinstance(event, dict) else None
-                if name == "run_started":
-                    started = event
-                elif name == "clearance_decision":
-                    plan.append(event)
-                elif name in ROW_EVENTS:
-                    by_row[(label + str(event["experiment"]), int(event["row"]))].append(event)
+        with _mapped(path) as log:
+            for mark in _HEADER_MARKS:
+                position = log.find(mark)
+                while position >= 0:
+                    found.append((position, _line_at(log, position)))
+                    position = log.find(mark, position + len(mark))
     except FileNotFoundError:
         raise ViewError(f"{path}: no audit log in the run directory") from None
+    started: dict[str, Any] | None = None
+    plan: list[Mapping[str, Any]] = []
+    for position, line in sorted(found):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise ViewError(f"{path}: the line at byte {position} is not JSON") from None
+        if event.get("event") == "run_started":
+            started = event  # a resumed run's last start
+        elif event.get("event") == "clearance_decision":
+            plan.append(event)
     if started is None or "experiments" not in started:
         raise ViewError(f"{path}: no run_started event naming the experiments")
-    return started, tuple(plan), {key: tuple(events) for key, events in by_row.items()}
+    # A resumed run plans again: each component's last decision.
+    plan = list({str(decision.get("component")): decision for decision in plan}.values())
+    return started, tuple(plan), RowEvents(path, label)
 
 
 def _results_artifact(

@@ -21,6 +21,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -235,7 +236,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if not head:
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                log.debug("the browser went away before %s was sent", urlsplit(self.path).path)
 
     def log_message(self, format: str, *args: Any) -> None:
         # The request line holds the token on the first visit: log the method and path only.
@@ -256,6 +260,13 @@ class ViewServer(ThreadingHTTPServer):
         if is_loopback(host):
             names |= {"localhost", "127.0.0.1", "[::1]"}
         self._hosts = frozenset(f"{name}:{bound_port}" for name in names)
+        for run in viewed.runs:  # the drill-down's index, built while the first pages load
+            threading.Thread(target=run.row_events.prepare, name="elspeth-view-index").start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver's default prints a traceback to stderr; a failed request is logged as
+        # one line, without its URL (which may hold the token).
+        log.warning("a request from %s failed", client_address[0], exc_info=True)
 
     @property
     def port(self) -> int:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from elspeth.view._errors import ViewError
 from elspeth.view._run import REPEAT, ROW, RunOutputs, criteria_of, graders_of
 
+INDEX: Final = "__index"
 STATUS: Final = "__status"
 MAX_DELTA: Final = "__max_delta"
 DIFFERENT: Final = "__different"
@@ -76,7 +77,7 @@ def side_by_side(runs: Sequence[RunOutputs]) -> SideBySide:
         raise ViewError(f"{runs[0].directory}: the baseline's results have no {ROW} column")
     generated = _generated_prefixes(tables.values())
     inputs = tuple(c for c in base.column_names if c not in key and not c.startswith(generated))
-    wide = base.select([*key, *inputs])
+    wide = base.select([*key, *inputs]).sort_by([(c, "ascending") for c in key])
     own: dict[str, tuple[str, ...]] = {}
     for name in experiments:
         table = tables[name]
@@ -88,14 +89,27 @@ def side_by_side(runs: Sequence[RunOutputs]) -> SideBySide:
         renamed = _joinable(table.select([*key, *columns])).rename_columns(
             [*key, *(qualified(name, c) for c in columns)]
         )
-        wide = wide.join(renamed, keys=list(key), join_type="left outer")
-    wide = wide.sort_by([(c, "ascending") for c in key])
+        wide = _beside(wide, renamed, key)
     criteria = tuple(dict.fromkeys(c for t in tables.values() for c in criteria_of(t.column_names)))
     graders = tuple(dict.fromkeys(g for t in tables.values() for g in graders_of(t.column_names)))
     scores = {c: f"{c}_score" for c in criteria if _anywhere(f"{c}_score", own)}
     scores |= {g: f"{g}_value" for g in graders if _anywhere(f"{g}_value", own)}
     view = SideBySide(experiments, baseline, key, inputs, criteria, graders, scores, own, wide)
     return _with_derived(view)
+
+
+def _beside(wide: pa.Table, table: pa.Table, key: tuple[str, ...]) -> pa.Table:
+    """``table``'s columns added to ``wide`` row by row on ``key`` (``wide``'s rows kept, in
+    order). When ``table`` holds the same keys in the same order, as an experiment that ran
+    every row does, its columns are put beside ``wide``'s as they are; otherwise by a join."""
+    same = table.num_rows == wide.num_rows and all(table[c].equals(wide[c]) for c in key)
+    if not same:
+        joined = wide.join(table, keys=list(key), join_type="left outer")
+        return joined.sort_by([(c, "ascending") for c in key])
+    for name in table.column_names:
+        if name not in key:
+            wide = wide.append_column(name, table[name])
+    return wide
 
 
 def _joinable(table: pa.Table) -> pa.Table:
@@ -149,6 +163,7 @@ def _with_derived(view: SideBySide) -> SideBySide:
     table = table.append_column(MAX_DELTA, largest)
     table = table.append_column(DIFFERENT, _different(view, table))
     table = table.append_column(SEARCH, _search_text(view, table))
+    table = table.append_column(INDEX, pa.array(range(table.num_rows), pa.int64()))
     return SideBySide(**{**view.__dict__, "table": table})
 
 
@@ -160,7 +175,7 @@ def _status(view: SideBySide, table: pa.Table, experiment: str) -> pa.ChunkedArr
     present = (
         pc.is_valid(table[qualified(experiment, view.own[experiment][0])])
         if view.own[experiment]
-        else pa.chunked_array([pa.array([False] * table.num_rows)])
+        else pa.chunked_array([pa.repeat(False, table.num_rows)])
     )
     error = _any([pc.equal(o, "error") for o in outcomes + grades], table.num_rows)
     failed = _any([pc.equal(g, "fail") for g in grades], table.num_rows)
@@ -172,7 +187,7 @@ def _status(view: SideBySide, table: pa.Table, experiment: str) -> pa.ChunkedArr
 
 
 def _any(masks: list[pa.ChunkedArray], rows: int) -> pa.ChunkedArray:
-    result = pa.chunked_array([pa.array([False] * rows)])
+    result = pa.chunked_array([pa.repeat(False, rows)])
     for mask in masks:
         result = pc.or_(result, pc.fill_null(mask, False))
     return result
