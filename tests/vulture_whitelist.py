@@ -94,3 +94,4 @@ _.server_version
 _.sys_version
 _.daemon_threads
 _.handle_error
+_.address_family  # socketserver reads it when it makes the socket

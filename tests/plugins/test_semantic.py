@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 
 from elspeth.errors import ConfigurationError
 from elspeth.orchestrator._runtime._plugin_runtime import PluginRuntime
@@ -27,6 +26,7 @@ from elspeth.sidecar import SidecarClient
 from tests.orchestrator.conftest import MakeFrame, runtime_config
 from tests.plugins.conftest import nulls_as_none, run_one
 from tests.suite.conftest import read_results, run_cli, summary_json
+from tests.support.examples import example_settings, write_settings
 
 HAS_EXTRA = all(
     importlib.util.find_spec(name) is not None
@@ -158,9 +158,7 @@ def test_semantic_scorer_in_a_worker_matches_sentence_transformers(
 def test_a_suite_scores_answers_semantically_through_the_cli(tmp_path: Path) -> None:
     """The graded example suite with a semantic scorer added, through the real CLI: the model
     is verified and loaded in a sandboxed worker, and its outcomes reach the accuracy table."""
-    examples = Path(__file__).parents[2] / "examples"
-    settings = yaml.safe_load((examples / "suite-graded.yaml").read_text("utf-8"))
-    settings["datasource"]["path"] = str(examples / "service_requests.csv")
+    settings = example_settings("suite-graded.yaml")
     settings["plugins"]["semantic_urgency"] = {
         "plugin": "semantic_similarity",
         "clearance": "OFFICIAL_SENSITIVE",
@@ -170,8 +168,7 @@ def test_a_suite_scores_answers_semantically_through_the_cli(tmp_path: Path) -> 
     settings["defaults"]["row_plugins"].append("semantic_urgency")
     settings["plugins"]["accuracy"]["params"]["outcomes"].append("semantic")
     settings["defaults"].pop("pairwise")
-    settings_file = tmp_path / "suite.yaml"
-    settings_file.write_text(yaml.safe_dump(settings), "utf-8")
+    settings_file = write_settings(settings, tmp_path)
     out = tmp_path / "out"
 
     result = run_cli(
@@ -194,17 +191,14 @@ def test_a_suite_scores_answers_semantically_through_the_cli(tmp_path: Path) -> 
 @needs_extra
 @pytest.mark.integration
 def test_the_plan_refuses_a_memory_limit_below_what_the_model_needs(tmp_path: Path) -> None:
-    examples = Path(__file__).parents[2] / "examples"
-    settings = yaml.safe_load((examples / "suite-graded.yaml").read_text("utf-8"))
-    settings["datasource"]["path"] = str(examples / "service_requests.csv")
+    settings = example_settings("suite-graded.yaml")
     settings["plugins"]["meaning"] = {
         "plugin": "semantic_similarity",
         "clearance": "OFFICIAL_SENSITIVE",
         "params": {"answer": "answer_response", "reference": "urgency"},
     }
     settings["defaults"]["row_plugins"].append("meaning")
-    settings_file = tmp_path / "suite.yaml"
-    settings_file.write_text(yaml.safe_dump(settings), "utf-8")
+    settings_file = write_settings(settings, tmp_path)
 
     result = run_cli("validate", settings_file)
 

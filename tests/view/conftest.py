@@ -7,15 +7,13 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from elspeth.view import ViewServer, open_run, viewed_runs
 from tests.suite.conftest import run_cli
+from tests.support.examples import EXAMPLES, example_settings, write_settings
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 HOSTILE_REPLY = '<script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2"> high'
 SAMPLE_ROWS = 60
 
@@ -46,26 +44,22 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def second_sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample again with the baseline's model on another seed: the "after" of a change."""
-    settings: dict[str, Any] = yaml.safe_load((EXAMPLES / "suite.yaml").read_text("utf-8"))
-    settings["datasource"]["path"] = str(EXAMPLES / settings["datasource"]["path"])
+    settings = example_settings("suite.yaml")
     for model in settings["models"].values():
         if model.get("type") == "mock":
             model["seed"] = int(model.get("seed", 0)) + 100
     directory = tmp_path_factory.mktemp("second-run")
-    settings_file = directory / "suite.yaml"
-    settings_file.write_text(yaml.safe_dump(settings), "utf-8")
+    settings_file = write_settings(settings, directory)
     return run_suite(settings_file, directory / "out", "--head", str(SAMPLE_ROWS))
 
 
 @pytest.fixture(scope="session")
 def graded_hostile_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The graded example, one canned answer of the baseline's being HTML with a script."""
-    settings: dict[str, Any] = yaml.safe_load((EXAMPLES / "suite-graded.yaml").read_text("utf-8"))
-    settings["datasource"]["path"] = str(EXAMPLES / settings["datasource"]["path"])
+    settings = example_settings("suite-graded.yaml")
     settings["models"]["answerer"]["replies"].insert(0, HOSTILE_REPLY)
     directory = tmp_path_factory.mktemp("graded-run")
-    settings_file = directory / "suite.yaml"
-    settings_file.write_text(yaml.safe_dump(settings), "utf-8")
+    settings_file = write_settings(settings, directory)
     return run_suite(settings_file, directory / "out", "--head", "20")
 
 

@@ -77,6 +77,12 @@ def test_unit_accepted_expressions_select_what_they_say(text: str, expected: lis
         ("1", "constant at column 1 is not a condition"),
         ("x" * (MAX_LENGTH + 1), f"{MAX_LENGTH + 1} characters; at most {MAX_LENGTH}"),
         (" or ".join(["flag"] * 120), "parts; at most 200"),
+        # Python 3.11.2 raises ValueError for a NUL byte, 3.11.7 SyntaxError: both refused.
+        ("flag == '\x00'", "not an expression ("),
+        ("\x00", "not an expression ("),
+        ("(" * 300 + "flag" + ")" * 300, "filter: "),
+        ("-" * 990 + "1 > flag", "filter: "),
+        ("not " * 240 + "flag", "parts; at most 200"),
     ],
 )
 def test_unit_everything_else_is_refused_by_name(text: str, message: str) -> None:

@@ -18,12 +18,14 @@ from elspeth.view._query import (
     Query,
     detail,
     filtered_csv,
+    forest,
     histogram,
     page,
+    scatter,
     statistics,
     word_diff,
 )
-from elspeth.view._run import RowEvents, RunOutputs
+from elspeth.view._run import Comparison, RowEvents, RunOutputs
 from elspeth.view._table import SideBySide, side_by_side
 
 
@@ -163,3 +165,51 @@ def test_unit_statistics_per_experiment(view: SideBySide) -> None:
     assert stats["base"]["statuses"] == {"pass": 2, "fail": 1, "error": 1}
     assert stats["base"]["scores"]["q"] == {"count": 3, "mean": pytest.approx(7 / 3)}
     assert stats["v"]["statuses"]["absent"] == 1
+
+
+def test_unit_scatter_merges_identical_pairs_and_a_point_filters_its_rows(
+    view: SideBySide,
+) -> None:
+    points = scatter(view, "exact", "v")
+    assert points["points"] == [[1.0, 1.0, 2], [0.0, 1.0, 1]]  # row 2 (error) still has a grade
+    assert points["merged"] == 3
+    assert _rows(view, score="exact", pair_variant="v", pair_x="0", pair_y="1") == [1]
+    with pytest.raises(ViewError, match="pair_variant needs score, pair_x and pair_y"):
+        _rows(view, pair_variant="v", pair_x="0")
+    with pytest.raises(ViewError, match="variant 'base' is not one of v"):
+        scatter(view, "q", "base")
+
+
+def test_unit_forest_takes_the_paired_interval_first_and_keeps_the_verdict(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "criterion": ["q", "exact", "pairwise:judge"],
+            "estimate": [0.5, None, None],
+            "ci_low": [0.1, None, None],
+            "ci_high": [0.9, None, None],
+            "paired_estimate": [0.4, None, None],
+            "paired_ci_low": [0.2, None, None],
+            "paired_ci_high": [0.6, None, None],
+            "pass_rate_difference": [None, 0.25, None],
+            "win_rate": [None, None, 0.6],
+            "win_rate_ci_low": [None, None, 0.4],
+            "win_rate_ci_high": [None, None, float("nan")],
+            "significant": [True, False, None],
+            "verdict": ["q: better", "exact: no difference", "judge: 6 wins"],
+        }
+    )
+    run = _run(tmp_path, {"base": _results([0], [1.0], ["pass"])})
+    run = RunOutputs(**{**run.__dict__, "comparisons": (Comparison("versus", "v", table),)})
+    (found,) = forest([run])
+    assert (found["comparison"], found["variant"]) == ("versus", "v")
+    measures = [(r["measure"], r["estimate"], r["low"], r["high"]) for r in found["rows"]]
+    assert measures == [
+        ("paired_estimate", 0.4, 0.2, 0.6),
+        ("pass_rate_difference", 0.25, None, None),
+        ("win_rate", 0.6, 0.4, None),  # NaN is no bound
+    ]
+    assert [r["verdict"] for r in found["rows"]] == [
+        "q: better",
+        "exact: no difference",
+        "judge: 6 wins",
+    ]

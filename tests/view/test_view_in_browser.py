@@ -55,10 +55,16 @@ class Page:
     def rows(self) -> list[WebElement]:
         return self.driver.find_elements(By.CSS_SELECTOR, "#table tbody tr")
 
+    def click(self, element: WebElement) -> None:
+        """Scroll ``element`` to the middle of the window, as a person would, and click it (at
+        an edge, the fixed banners would take the click)."""
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.click()
+
     def apply_and_wait(self) -> None:
         """Submit the filters and wait until the count line says something new."""
         before = self.count()
-        self.by_id("apply").click()
+        self.click(self.by_id("apply"))
         self.wait(lambda d: self.count() != before)
 
     def shot(self, name: str) -> None:
@@ -120,7 +126,7 @@ def test_reviewing_the_sample_run_step_by_step(
         assert regions == {"North"}
         page.shot("expression")
 
-        page.by_id("clear").click()
+        page.click(page.by_id("clear"))
         page.wait(lambda d: _matches(page.count()) == SAMPLE_ROWS)
         page.by_id("search").send_keys("heating")
         page.apply_and_wait()
@@ -132,7 +138,7 @@ def test_reviewing_the_sample_run_step_by_step(
 
         first = page.rows()[0]
         row_number = int(first.get_attribute("data-row") or "-1")
-        first.click()
+        page.click(first)
         page.wait(lambda d: page.by_id("detail").is_displayed())
         baseline = browser.find_element(
             By.CSS_SELECTOR, "#detail section[data-experiment=baseline]"
@@ -146,13 +152,13 @@ def test_reviewing_the_sample_run_step_by_step(
         variant = browser.find_element(
             By.CSS_SELECTOR, "#detail section[data-experiment=terse_prompt]"
         )
-        variant.find_element(By.CSS_SELECTOR, "button.diff").click()
+        page.click(variant.find_element(By.CSS_SELECTOR, "button.diff"))
         page.wait(lambda d: variant.find_element(By.CSS_SELECTOR, "pre.diff-out").is_displayed())
         assert variant.find_elements(By.CSS_SELECTOR, "pre.diff-out span.diff-same")
         page.shot("drill-down")
-        page.by_id("close-detail").click()
+        page.click(page.by_id("close-detail"))
 
-        page.by_id("clear").click()
+        page.click(page.by_id("clear"))
         page.wait(lambda d: _matches(page.count()) == SAMPLE_ROWS)
         bar = browser.find_element(
             By.CSS_SELECTOR,
@@ -164,20 +170,45 @@ def test_reviewing_the_sample_run_step_by_step(
             .split(": ")[1]
             .split(" ")[0]
         )
-        bar.click()
+        page.click(bar)
         page.wait(lambda d: _matches(page.count()) == expected_rows)
         assert Select(page.by_id("score")).first_selected_option.text == "urgency"
         page.shot("histogram-click")
 
-        page.by_id("tab-summary").click()
+        page.click(page.by_id("clear"))
+        page.wait(lambda d: _matches(page.count()) == SAMPLE_ROWS)
+        point = browser.find_element(
+            By.CSS_SELECTOR,
+            "figure.scatter[data-score=clarity][data-variant=terse_prompt] circle.point",
+        )
+        pair_rows = int(point.get_attribute("data-count") or "0")
+        x, y = point.get_attribute("data-x"), point.get_attribute("data-y")
+        page.click(point)
+        page.wait(lambda d: _matches(page.count()) == pair_rows)
+        for row in page.rows():
+            cells = row.find_elements(By.CSS_SELECTOR, "td.cell .scores")
+            assert f"clarity {x}" in cells[0].text
+            assert f"clarity {y}" in cells[1].text
+        page.shot("scatter-click")
+
+        page.click(page.by_id("tab-summary"))
         page.wait(lambda d: page.by_id("summary").is_displayed())
         assert page.by_id("summary").find_element(By.CSS_SELECTOR, ".run-status").text == "complete"
         assert len(browser.find_elements(By.CSS_SELECTOR, "#statistics tbody tr")) == 3
+        forests = browser.find_elements(By.CSS_SELECTOR, "#forest figure.forest")
+        assert [f.get_attribute("data-variant") for f in forests] == [
+            "second_opinion",
+            "terse_prompt",
+        ]
+        for figure in forests:
+            assert len(figure.find_elements(By.CSS_SELECTOR, "circle")) == 2  # one per criterion
+            verdicts = [li.text for li in figure.find_elements(By.CSS_SELECTOR, "li.verdict")]
+            assert [v.split(":")[0] for v in verdicts] == ["urgency", "clarity"]
         page.banners_say(banner)
         page.shot("summary")
 
         assert severe_console_entries(browser) == []
-    assert len(page.taken) == 7
+    assert len(page.taken) == 8
 
 
 def test_two_runs_side_by_side(
@@ -205,7 +236,7 @@ def test_a_hostile_answer_is_shown_as_text(
         page.by_id("search").send_keys("onerror")
         page.apply_and_wait()
         assert _matches(page.count()) > 0
-        page.rows()[0].click()
+        page.click(page.rows()[0])
         page.wait(lambda d: page.by_id("detail").is_displayed())
         responses = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#detail pre.response")]
         assert HOSTILE_REPLY in responses

@@ -188,6 +188,26 @@ def test_a_non_loopback_bind_needs_the_operators_token(
     assert "is not a loopback address: set an access token of your own" in result.stderr
 
 
+def test_bound_elsewhere_the_operators_token_guards_whatever_host_is_named(
+    sample_run: Path,
+) -> None:
+    with serving([sample_run], host="0.0.0.0", token=TOKEN) as server:
+        assert request(server, "/api/summary", host="viewer.internal:8080")[0] == 403
+        reached = request(server, f"/api/summary?token={TOKEN}", host="viewer.internal:8080")
+        assert reached[0] == 200
+
+
+def test_ipv6_loopback_is_served(sample_run: Path) -> None:
+    with serving([sample_run], host="::1", token=TOKEN) as server:
+        assert server.url().startswith(f"http://[::1]:{server.port}/?token=")
+        connection = http.client.HTTPConnection("::1", server.port, timeout=10)
+        connection.request(
+            "GET", f"/api/summary?token={TOKEN}", headers={"Host": f"[::1]:{server.port}"}
+        )
+        assert connection.getresponse().status == 200
+        connection.close()
+
+
 def test_a_results_file_changed_after_the_run_is_refused(sample_run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(sample_run, copy, ignore=shutil.ignore_patterns("worker-logs"))

@@ -29,6 +29,12 @@ examples:
 """
 
 
+def _port(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 0 to 65535")
+    return int(text)
+
+
 def view_parser() -> Parser:
     parser = Parser(
         prog="elspeth view",
@@ -40,7 +46,7 @@ def view_parser() -> Parser:
         "run_dirs", metavar="RUN_DIR", type=Path, nargs="+", help="a run directory (or two)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    parser.add_argument("--port", type=_port, default=0, help="port (default: any free port)")
     parser.add_argument(
         "--max-level",
         metavar="LEVEL",

@@ -52,6 +52,8 @@ def compile_filter(text: str, resolve: Callable[[str], str | None]) -> Filter:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as error:
         raise ViewError(f"filter: not an expression ({error.msg})") from None
+    except (ValueError, RecursionError, MemoryError):  # a NUL byte; nesting past the parser
+        raise ViewError("filter: not an expression (a NUL byte, or nested too deeply)") from None
     nodes = sum(1 for _ in ast.walk(tree))
     if nodes > MAX_NODES:
         raise ViewError(f"filter: {nodes} parts; at most {MAX_NODES}")

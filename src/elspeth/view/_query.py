@@ -37,6 +37,7 @@ from elspeth.view._table import (
 Mode = Literal["all", "failures", "errors", "different", "delta"]
 StatusFilter = Literal["", "pass", "fail", "error", "ok", "absent"]
 MAX_LIMIT: Final = 500
+MAX_POINTS: Final = 2000
 MAX_SEARCH: Final = 500
 CELL_PREVIEW: Final = 2000
 """Characters of an answer a table cell carries; the drill-down has the whole text."""
@@ -54,6 +55,9 @@ class Query:
     low: float | None = None
     high: float | None = None
     status: StatusFilter = ""
+    pair_variant: str = ""
+    pair_x: float | None = None
+    pair_y: float | None = None
     offset: int = 0
     limit: int = 50
 
@@ -91,9 +95,25 @@ class Query:
             low=_number(params, "low"),
             high=_number(params, "high"),
             status=status,  # type: ignore[arg-type]
+            pair_variant=_pair_variant(params, view, score),
+            pair_x=_number(params, "pair_x"),
+            pair_y=_number(params, "pair_y"),
             offset=_integer(params, "offset", 0, 0, 10**9),
             limit=_integer(params, "limit", 50, 1, MAX_LIMIT),
         )
+
+
+def _pair_variant(params: Mapping[str, str], view: SideBySide, score: str) -> str:
+    """A scatter point's filter: the variant whose ``score`` is ``pair_y`` where the
+    baseline's is ``pair_x``; it needs all four parameters."""
+    variant = params.get("pair_variant", "")
+    if not variant:
+        return ""
+    if variant not in view.variants:
+        raise ViewError(f"pair_variant {variant!r} is not one of {', '.join(view.variants)}")
+    if not score or params.get("pair_x", "") == "" or params.get("pair_y", "") == "":
+        raise ViewError("pair_variant needs score, pair_x and pair_y")
+    return variant
 
 
 def _flag(params: Mapping[str, str], name: str) -> bool:
@@ -159,6 +179,8 @@ def apply(view: SideBySide, query: Query) -> pa.Array:
         masks.append(_search(table, query))
     if query.score and (query.low is not None or query.high is not None):
         masks.append(_score_range(view, query, experiments))
+    if query.pair_variant:
+        masks.append(_pair(view, query))
     compiled = compile_filter(query.expression, resolver(view)) if query.expression else None
     narrow = table.select([INDEX, *(sorted(compiled.columns) if compiled else [])])
     if masks:
@@ -209,6 +231,13 @@ def _search(table: pa.Table, query: Query) -> pa.ChunkedArray:
         except pa.ArrowInvalid as error:
             raise ViewError(f"search: not a regular expression ({_arrow_reason(error)})") from None
     return pc.match_substring(text, query.search.lower())
+
+
+def _pair(view: SideBySide, query: Query) -> pa.ChunkedArray:
+    base = pc.cast(view.table[view.score_column(view.baseline, query.score)], pa.float64())
+    mine = pc.cast(view.table[view.score_column(query.pair_variant, query.score)], pa.float64())
+    both = pc.and_(pc.equal(base, query.pair_x), pc.equal(mine, query.pair_y))
+    return pc.fill_null(both, False)
 
 
 def _score_range(view: SideBySide, query: Query, experiments: Sequence[str]) -> pa.ChunkedArray:
@@ -450,3 +479,64 @@ def statistics(view: SideBySide) -> dict[str, Any]:
             "mean_latency_ms": _json_number(mean_latency),
         }
     return result
+
+
+#: Where a comparison's rows keep their estimate and interval, the first present wins: the
+#: paired test's (rows matched by input), the unpaired one's, a pairwise judge's win rate, a
+#: pass-rate difference (no interval).
+_ESTIMATES: Final = (
+    ("paired_estimate", "paired_ci_low", "paired_ci_high"),
+    ("estimate", "ci_low", "ci_high"),
+    ("win_rate", "win_rate_ci_low", "win_rate_ci_high"),
+    ("pass_rate_difference", "", ""),
+    ("difference", "", ""),
+)
+
+
+def forest(runs: Sequence[RunOutputs]) -> list[dict[str, Any]]:
+    """Every comparison of a variant with the baseline: per criterion its estimate, interval
+    (where the comparison has one), what the estimate is, and the verdict."""
+    found = []
+    for run in runs:
+        for comparison in run.comparisons:
+            rows = []
+            for values in comparison.table.to_pylist():
+                estimate = next(
+                    (e for e in _ESTIMATES if _json_number(values.get(e[0])) is not None), None
+                )
+                rows.append(
+                    {
+                        "criterion": _json_value(values.get("criterion")),
+                        "measure": estimate[0] if estimate else None,
+                        "estimate": _json_number(values.get(estimate[0])) if estimate else None,
+                        "low": _json_number(values.get(estimate[1])) if estimate else None,
+                        "high": _json_number(values.get(estimate[2])) if estimate else None,
+                        "significant": _json_value(values.get("significant")),
+                        "verdict": _json_value(values.get("verdict")),
+                    }
+                )
+            found.append(
+                {"comparison": comparison.name, "variant": comparison.variant, "rows": rows}
+            )
+    return found
+
+
+def scatter(view: SideBySide, score: str, variant: str) -> dict[str, Any]:
+    """The baseline's ``score`` against ``variant``'s on the same rows, identical pairs merged
+    (with their count), at most :data:`MAX_POINTS` points."""
+    if score not in view.scores:
+        raise ViewError(f"score {score!r} is not one of {', '.join(view.scores) or '(none)'}")
+    if variant not in view.variants:
+        raise ViewError(f"variant {variant!r} is not one of {', '.join(view.variants)}")
+    columns = [view.score_column(view.baseline, score), view.score_column(variant, score)]
+    if any(c not in view.table.column_names for c in columns):
+        return {"score": score, "variant": variant, "points": [], "merged": 0}
+    pairs = view.table.select(columns).rename_columns(["x", "y"])
+    pairs = pairs.filter(pc.and_(pc.is_valid(pairs["x"]), pc.is_valid(pairs["y"])))
+    grouped = pairs.group_by(["x", "y"]).aggregate([("x", "count")])
+    grouped = grouped.sort_by([("x_count", "descending"), ("x", "ascending"), ("y", "ascending")])
+    points = [
+        [_json_number(p["x"]), _json_number(p["y"]), p["x_count"]]
+        for p in grouped.slice(0, MAX_POINTS).to_pylist()
+    ]
+    return {"score": score, "variant": variant, "points": points, "merged": pairs.num_rows}

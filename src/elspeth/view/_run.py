@@ -29,10 +29,20 @@ from elspeth.view._errors import ViewError
 ROW: Final = "_row"
 REPEAT: Final = "_repeat"
 RESULTS_INFIX: Final = "__results__"
+COMPARE_PREFIX: Final = "compare"
 #: Results formats the viewer reads, the best first: Parquet keeps the column types.
 READABLE: Final = (".parquet", ".jsonl", ".csv")
 #: Audit events a row's drill-down shows.
 ROW_EVENTS: Final = frozenset({"llm_result", "judge_result"})
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison instance's results for one variant against the baseline."""
+
+    name: str
+    variant: str
+    table: pa.Table
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class RunOutputs:
     tables: Mapping[str, pa.Table]
     plan: tuple[Mapping[str, Any], ...]
     row_events: RowEvents = field(repr=False)
+    comparisons: tuple[Comparison, ...] = ()
 
 
 def open_run(directory: Path | str, *, label: str = "") -> RunOutputs:
@@ -69,6 +80,10 @@ def open_run(directory: Path | str, *, label: str = "") -> RunOutputs:
         tables[label + experiment] = _read_verified(directory, entry)
     if started["baseline"] not in started["experiments"]:
         raise ViewError(f"{directory / 'audit.jsonl'}: the baseline is not among the experiments")
+    comparisons = tuple(
+        Comparison(name, label + variant, _read_verified(directory, entry))
+        for (name, variant), entry in _comparison_artifacts(artifacts, started["experiments"])
+    )
     return RunOutputs(
         directory=directory,
         run_id=str(manifest["run_id"]),
@@ -83,7 +98,29 @@ def open_run(directory: Path | str, *, label: str = "") -> RunOutputs:
         tables=tables,
         plan=plan,
         row_events=row_events,
+        comparisons=comparisons,
     )
+
+
+def _comparison_artifacts(
+    artifacts: Mapping[str, Mapping[str, Any]], experiments: Sequence[str]
+) -> list[tuple[tuple[str, str], Mapping[str, Any]]]:
+    """(comparison, variant) -> its results file (the best readable format): the files named
+    ``compare__<comparison>__<variant>__<sink>`` (a pairwise judge's per-row file, with one
+    more part, is not a comparison's summary)."""
+    chosen: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for path, entry in artifacts.items():
+        suffix = Path(path).suffix
+        parts = Path(path).stem.split("__")
+        if suffix not in READABLE or len(parts) != 4 or parts[0] != COMPARE_PREFIX:
+            continue
+        key = (parts[1], parts[2])
+        if key[1] not in experiments:
+            continue
+        best = chosen.get(key)
+        if best is None or READABLE.index(suffix) < READABLE.index(Path(best["path"]).suffix):
+            chosen[key] = entry
+    return sorted(chosen.items())
 
 
 def _read_manifest(directory: Path) -> dict[str, Any]:

@@ -5,8 +5,8 @@ headers of :data:`SECURITY_HEADERS` (a Content-Security-Policy that allows nothi
 anywhere but the page's own origin, no framing, no referrer, no caching). A request is refused
 before it is routed unless:
 
-- its ``Host`` header names the address the server is bound to (so a web page elsewhere cannot
-  reach it through DNS rebinding), and
+- on loopback, its ``Host`` header names the address the server is bound to (so a web page
+  elsewhere cannot reach it through DNS rebinding), and
 - it carries the access token: ``?token=`` on the page's URL, then the ``X-Elspeth-Token``
   header the page's script sends on every call (compared in constant time). The page's own
   script and style sheet (:data:`_ASSETS`), which hold nothing of the run, are the exception.
@@ -21,6 +21,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,7 @@ def _summary(viewed: Viewed, params: Mapping[str, str]) -> Answer:
             "scores": list(view.scores),
             "rows": view.table.num_rows,
             "statistics": _query.statistics(view),
+            "comparisons": _query.forest(viewed.runs),
         }
     )
 
@@ -153,6 +155,11 @@ def _histogram(viewed: Viewed, params: Mapping[str, str]) -> Answer:
     return _json(_query.histogram(viewed.view, params.get("score", "")))
 
 
+def _scatter(viewed: Viewed, params: Mapping[str, str]) -> Answer:
+    _only(params, "score", "variant")
+    return _json(_query.scatter(viewed.view, params.get("score", ""), params.get("variant", "")))
+
+
 def _csv(viewed: Viewed, params: Mapping[str, str]) -> Answer:
     query = _query.Query.from_params(params, viewed.view)
     return HTTPStatus.OK, "text/csv; charset=utf-8", _query.filtered_csv(viewed.view, query)
@@ -170,6 +177,7 @@ ROUTES: Final[Mapping[str, Route]] = {
     "/api/row": _detail,
     "/api/diff": _diff,
     "/api/histogram": _histogram,
+    "/api/scatter": _scatter,
     "/api/rows.csv": _csv,
 }
 """Every data route; the page itself is ``/`` and its two assets are :data:`_ASSETS`."""
@@ -252,14 +260,20 @@ class ViewServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, viewed: Viewed, host: str, port: int, token: str) -> None:
-        super().__init__((host, port), _Handler)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host.strip("[]"), port), _Handler)
         self.viewed = viewed
         self.token = token
         bound_host, bound_port = self.server_address[:2]
         names = {str(bound_host), host}
+        # On loopback the Host header must name this server (against DNS rebinding). Bound to
+        # another address, clients name it as they reach it (an address, a DNS name): the
+        # operator's own token is the guard there.
+        self._hosts: frozenset[str] | None = None
         if is_loopback(host):
             names |= {"localhost", "127.0.0.1", "[::1]"}
-        self._hosts = frozenset(f"{name}:{bound_port}" for name in names)
+            self._hosts = frozenset(f"{name}:{bound_port}" for name in names)
         for run in viewed.runs:  # the drill-down's index, built while the first pages load
             threading.Thread(target=run.row_events.prepare, name="elspeth-view-index").start()
 
@@ -273,7 +287,7 @@ class ViewServer(ThreadingHTTPServer):
         return int(self.server_address[1])
 
     def allows_host(self, header: str) -> bool:
-        return header.lower() in self._hosts
+        return self._hosts is None or header.lower() in self._hosts
 
     def url(self) -> str:
         host = str(self.server_address[0])

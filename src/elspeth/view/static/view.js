@@ -4,7 +4,9 @@
 // The view's state lives in the URL's fragment, so a view can be linked (with its token).
 
 const token = new URLSearchParams(location.search).get("token") || "";
-const FILTERS = ["mode", "search", "regex", "expression", "experiment", "status", "score", "low", "high"];
+const FILTERS = ["mode", "search", "regex", "expression", "experiment", "status", "score", "low", "high",
+  "pair_variant", "pair_x", "pair_y"];
+const PAIR = ["pair_variant", "pair_x", "pair_y"];
 const PAGE = 50;
 const COLOURS = ["#1d4ed8", "#b45309", "#047857", "#7c3aed", "#be123c", "#0e7490"];
 let summary = null;
@@ -48,6 +50,7 @@ function filterValues() {
     const field = $(name);
     values[name] = field.type === "checkbox" ? (field.checked ? "1" : "") : field.value.trim();
   }
+  if (!values.pair_variant) for (const name of PAIR) delete values[name];
   return values;
 }
 
@@ -192,6 +195,72 @@ async function drawCharts() {
     const histogram = await api("/api/histogram", { score });
     charts.append(drawHistogram(histogram));
   }
+  for (const score of summary.scores) {
+    for (const variant of summary.experiments.slice(1)) {
+      charts.append(drawScatter(await api("/api/scatter", { score, variant })));
+    }
+  }
+}
+
+function drawScatter(scatter) {
+  const size = 170;
+  const pad = 28;
+  const values = scatter.points.flatMap(([x, y]) => [x, y]);
+  const margin = values.length ? (Math.max(...values) - Math.min(...values)) / 10 || 0.5 : 0.5;
+  const low = values.length ? Math.min(...values) - margin : 0;
+  const high = values.length ? Math.max(...values) + margin : 1;
+  const place = (value) => pad + ((value - low) / (high - low || 1)) * (size - pad - 8);
+  const most = Math.max(1, ...scatter.points.map((point) => point[2]));
+  const chart = svg("svg", { width: size, height: size, role: "img",
+    "aria-label": `${scatter.score}: ${summary.baseline} against ${scatter.variant}` });
+  chart.append(svg("line", { x1: place(low), y1: size - place(low), x2: place(high), y2: size - place(high), stroke: "#9ca3af" }));
+  for (const [x, y, count] of scatter.points) {
+    const point = svg("circle", { class: "point", cx: place(x), cy: size - place(y), r: 2 + 6 * Math.sqrt(count / most),
+      fill: "#1d4ed8", "fill-opacity": 0.6, "data-x": x, "data-y": y, "data-count": count });
+    const title = svg("title");
+    title.textContent = `${count} rows: ${summary.baseline} ${formatNumber(x)}, ${scatter.variant} ${formatNumber(y)}`;
+    point.append(title);
+    point.addEventListener("click", () => {
+      $("score").value = scatter.score;
+      $("pair_variant").value = scatter.variant;
+      $("pair_x").value = String(x);
+      $("pair_y").value = String(y);
+      offset = 0;
+      loadRows();
+    });
+    chart.append(point);
+  }
+  const axes = svg("text", { x: pad, y: size - 4, "font-size": 10 });
+  axes.textContent = `x: ${summary.baseline}, y: ${scatter.variant}`;
+  chart.append(axes);
+  return element("figure", { class: "chart scatter", "data-score": scatter.score, "data-variant": scatter.variant },
+    element("figcaption", {}, `${scatter.score}: ${scatter.variant} against the baseline`), chart);
+}
+
+function drawForest(comparison) {
+  const rows = comparison.rows.filter((row) => row.estimate != null);
+  const bounds = rows.flatMap((row) => [row.estimate, row.low ?? row.estimate, row.high ?? row.estimate]);
+  const low = Math.min(...bounds, 0);
+  const high = Math.max(...bounds, 0);
+  const width = 560;
+  const left = 220;
+  const place = (value) => left + ((value - low) / (high - low || 1)) * (width - left - 20);
+  const chart = svg("svg", { width, height: 24 * rows.length + 24, role: "img",
+    "aria-label": `${comparison.comparison}: ${comparison.variant} against the baseline` });
+  chart.append(svg("line", { x1: place(0), y1: 0, x2: place(0), y2: 24 * rows.length + 4, stroke: "#6b7280", "stroke-dasharray": "3 3" }));
+  rows.forEach((row, i) => {
+    const y = 16 + 24 * i;
+    const label = svg("text", { x: 4, y: y + 4, "font-size": 11 });
+    label.textContent = `${row.criterion} (${row.measure})`;
+    chart.append(label);
+    if (row.low != null && row.high != null) {
+      chart.append(svg("line", { x1: place(row.low), y1: y, x2: place(row.high), y2: y, stroke: "#111827", "stroke-width": 2 }));
+    }
+    chart.append(svg("circle", { cx: place(row.estimate), cy: y, r: 4, fill: row.significant ? "#b91c1c" : "#1d4ed8" }));
+  });
+  return element("figure", { class: "chart forest", "data-comparison": comparison.comparison, "data-variant": comparison.variant },
+    element("figcaption", {}, `${comparison.comparison}: ${comparison.variant} against the baseline`), chart,
+    element("ul", {}, ...comparison.rows.filter((row) => row.verdict).map((row) => element("li", { class: "verdict" }, row.verdict))));
 }
 
 function svg(tag, attributes = {}) {
@@ -243,15 +312,18 @@ function drawHistogram(histogram) {
 }
 
 function drawSummary() {
+  // What a reviewer reads first: the runs' status, then the verdicts, then the numbers; the
+  // clearance plans last.
   const section = $("summary");
   section.replaceChildren();
   for (const run of summary.runs) {
     section.append(element("h2", {}, `${run.suite} · run ${run.run_id}`),
       element("p", {}, "Status: ", element("strong", { class: "run-status" }, run.status), run.reason ? ` (${run.reason})` : ""),
       element("p", {}, `Classification ${run.level}; baseline ${run.baseline}; experiments ${run.experiments.join(", ")}`));
-    section.append(element("h3", {}, "Clearance plan"), element("table", {},
-      element("thead", {}, element("tr", {}, ...["component", "kind", "clearance", "incoming", "outgoing", "allowed"].map((h) => element("th", {}, h)))),
-      element("tbody", {}, ...run.plan.map((d) => element("tr", {}, ...[d.component, d.kind, d.clearance, d.incoming, d.outgoing, d.allowed ? "yes" : "NO"].map((v) => element("td", {}, v)))))));
+  }
+  if (summary.comparisons.length) {
+    section.append(element("h3", {}, "Comparisons with the baseline"),
+      element("div", { id: "forest" }, ...summary.comparisons.map(drawForest)));
   }
   section.append(element("h3", {}, "Experiments"));
   const headers = ["experiment", "rows by outcome", ...summary.scores.map((s) => `${s} mean`), "cost", "mean latency (ms)"];
@@ -265,6 +337,11 @@ function drawSummary() {
         element("td", {}, stats.cost == null ? "" : stats.cost.toFixed(4)),
         element("td", {}, formatNumber(stats.mean_latency_ms)));
     }))));
+  for (const run of summary.runs) {
+    section.append(element("h3", {}, `Clearance plan of run ${run.run_id}`), element("table", { class: "plan" },
+      element("thead", {}, element("tr", {}, ...["component", "kind", "clearance", "incoming", "outgoing", "allowed"].map((h) => element("th", {}, h)))),
+      element("tbody", {}, ...run.plan.map((d) => element("tr", {}, ...[d.component, d.kind, d.clearance, d.incoming, d.outgoing, d.allowed ? "yes" : "NO"].map((v) => element("td", {}, v)))))));
+  }
 }
 
 function showTab(name) {
@@ -299,7 +376,12 @@ async function start() {
   drawSummary();
   $("filters").addEventListener("submit", (event) => { event.preventDefault(); offset = 0; loadRows(); });
   $("mode").addEventListener("change", () => { offset = 0; loadRows(); });
-  $("clear").addEventListener("click", () => { $("filters").reset(); offset = 0; loadRows(); });
+  $("clear").addEventListener("click", () => {
+    $("filters").reset();
+    for (const name of PAIR) $(name).value = "";
+    offset = 0;
+    loadRows();
+  });
   $("previous").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); loadRows(); });
   $("next").addEventListener("click", () => { offset += PAGE; loadRows(); });
   $("tab-summary").addEventListener("click", () => showTab("summary"));
