@@ -55,9 +55,13 @@ def second_sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def graded_hostile_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The graded example, one canned answer of the baseline's being HTML with a script."""
+    """The graded example, one canned answer of the baseline's being HTML with a script, and one
+    canned reply of the judge's having no grade."""
     settings = example_settings("suite-graded.yaml")
     settings["models"]["answerer"]["replies"].insert(0, HOSTILE_REPLY)
+    # Some grades malformed: judge errors, whose reasons the table shows.
+    settings["models"]["grader"]["replies"].append("I cannot decide.")
+    settings["defaults"]["max_error_rate"] = 0.9
     directory = tmp_path_factory.mktemp("graded-run")
     settings_file = write_settings(settings, directory)
     return run_suite(settings_file, directory / "out", "--head", "20")

@@ -224,6 +224,28 @@ def test_a_results_file_changed_after_the_run_is_refused(sample_run: Path, tmp_p
         open_run(copy)
 
 
+def test_an_error_cell_carries_its_reasons_from_the_audit_log(graded_hostile_run: Path) -> None:
+    with serving([graded_hostile_run], token=TOKEN) as server:
+        page = api(server, "/api/rows?mode=errors&limit=500")
+        everything = api(server, "/api/rows?limit=500")
+    assert page["total"] > 0
+    for row in page["rows"]:
+        errors = [cell for cell in row["cells"].values() if cell["status"] == "error"]
+        assert errors
+        for cell in errors:
+            assert cell["reasons"]
+    reasons = {r for row in page["rows"] for c in row["cells"].values() for r in c["reasons"]}
+    judge = "urgency_judge: malformed grade: the reply has no 'GRADE:' line"
+    assert any(reason.startswith(judge) for reason in reasons)
+    assert all(reason.split(": ")[0] in {"urgency_judge", "exact", "choice"} for reason in reasons)
+    assert all(
+        cell["reasons"] == []
+        for row in everything["rows"]
+        for cell in row["cells"].values()
+        if cell["status"] != "error"
+    )
+
+
 def test_the_summary_and_a_page_of_rows(sample_run: Path) -> None:
     with serving([sample_run], token=TOKEN) as server:
         summary = api(server, "/api/summary")

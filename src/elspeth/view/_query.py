@@ -13,7 +13,7 @@ import difflib
 import io
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
@@ -256,16 +256,42 @@ def _score_range(view: SideBySide, query: Query, experiments: Sequence[str]) -> 
     return result
 
 
-def page(view: SideBySide, query: Query) -> dict[str, Any]:
-    """One page of the selected rows as the table shows them."""
+def page(view: SideBySide, query: Query, runs: Sequence[RunOutputs] = ()) -> dict[str, Any]:
+    """One page of the selected rows as the table shows them; with ``runs``, each error cell
+    carries its reasons from the audit log (only the page's error rows' lines are read)."""
     positions = apply(view, query)
     window = view.table.take(positions.slice(query.offset, query.limit)).to_pylist()
+    rows = [_row_cells(view, row) for row in window]
+    failed = [row for row in rows if any(c["status"] == "error" for c in row["cells"].values())]
+    if failed and runs:
+        numbers = [row["key"]["_row"] for row in failed]
+        events: dict[int, dict[str, list[dict[str, Any]]]] = {}
+        for run in runs:
+            for number, found in run.row_events.for_rows(numbers).items():
+                events.setdefault(number, {}).update(found)
+        for row in failed:
+            repeat = row["key"].get("_repeat", 0)
+            for experiment, cell in row["cells"].items():
+                if cell["status"] == "error":
+                    calls = events.get(row["key"]["_row"], {}).get(experiment, [])
+                    answers = _reasons(e for e in calls if e.get("repeat", 0) == repeat)
+                    cell["reasons"] = answers + cell["reasons"]
     return {
         "total": len(positions),
         "of": view.table.num_rows,
         "offset": query.offset,
-        "rows": [_row_cells(view, row) for row in window],
+        "rows": rows,
     }
+
+
+def _reasons(events: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Why each of a row's answers that failed failed, ``<criterion>: <the recorded reason>``
+    (a grader's errors are in its own explanation column)."""
+    return [
+        f"{e.get('criterion')}: {e.get('error_message') or e.get('error_kind')}"
+        for e in events
+        if e.get("event") == "llm_result" and e.get("outcome") not in (None, "ok")
+    ]
 
 
 def _row_cells(view: SideBySide, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -285,6 +311,11 @@ def _row_cells(view: SideBySide, row: Mapping[str, Any]) -> dict[str, Any]:
                 if experiment != view.baseline
             },
             "grades": {g: row.get(qualified(experiment, f"{g}_outcome")) for g in view.graders},
+            "reasons": [
+                f"{g}: {row.get(qualified(experiment, f'{g}_explanation'))}"
+                for g in view.graders
+                if row.get(qualified(experiment, f"{g}_outcome")) == "error"
+            ],
         }
     return {
         "key": {k: row[k] for k in view.key},
@@ -329,7 +360,7 @@ def detail(view: SideBySide, runs: Sequence[RunOutputs], row: int, repeat: int) 
     events = {
         experiment: found
         for run in runs
-        for experiment, found in run.row_events.for_row(row).items()
+        for experiment, found in run.row_events.for_rows([row]).get(row, {}).items()
     }
     return {
         "key": {k: values[k] for k in view.key},

@@ -171,33 +171,36 @@ class RowEvents:
         self._path = path
         self._label = label
         self._lock = threading.Lock()
-        self._offsets: dict[tuple[str, int], list[int]] | None = None
+        self._offsets: dict[int, list[tuple[str, int]]] | None = None
+        """Row -> (experiment, byte offset) of each of its lines, in the log's order."""
 
     def prepare(self) -> None:
         with self._lock:
             if self._offsets is None:
                 self._offsets = self._index()
 
-    def _index(self) -> dict[tuple[str, int], list[int]]:
-        offsets: defaultdict[tuple[str, int], list[int]] = defaultdict(list)
+    def _index(self) -> dict[int, list[tuple[str, int]]]:
+        offsets: defaultdict[int, list[tuple[str, int]]] = defaultdict(list)
         names: dict[bytes, str] = {}
         with _mapped(self._path) as log:
             for match in _ROW_LINE.finditer(log):
                 raw = match.group(1)
                 if raw not in names:
                     names[raw] = self._label + json.loads(b'"' + raw + b'"')
-                offsets[(names[raw], int(match.group(2)))].append(match.start())
+                offsets[int(match.group(2))].append((names[raw], match.start()))
         return dict(offsets)
 
-    def for_row(self, row: int) -> dict[str, list[dict[str, Any]]]:
-        """Experiment -> the row's events, in the log's order."""
+    def for_rows(self, rows: Iterable[int]) -> dict[int, dict[str, list[dict[str, Any]]]]:
+        """Row -> experiment -> the row's events, in the log's order (rows without any left
+        out); only these rows' lines are parsed."""
         self.prepare()
         assert self._offsets is not None
-        found: dict[str, list[dict[str, Any]]] = {}
+        found: dict[int, dict[str, list[dict[str, Any]]]] = {}
         with _mapped(self._path) as log:
-            for (experiment, number), positions in self._offsets.items():
-                if number == row:
-                    found[experiment] = [json.loads(_line_at(log, p)) for p in positions]
+            for row in rows:
+                for experiment, position in self._offsets.get(row, ()):
+                    event = json.loads(_line_at(log, position))
+                    found.setdefault(row, {}).setdefault(experiment, []).append(event)
         return found
 
 

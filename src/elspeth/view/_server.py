@@ -125,7 +125,8 @@ def _summary(viewed: Viewed, params: Mapping[str, str]) -> Answer:
 
 
 def _rows(viewed: Viewed, params: Mapping[str, str]) -> Answer:
-    return _json(_query.page(viewed.view, _query.Query.from_params(params, viewed.view)))
+    query = _query.Query.from_params(params, viewed.view)
+    return _json(_query.page(viewed.view, query, viewed.runs))
 
 
 def _key(params: Mapping[str, str]) -> tuple[int, int]:

@@ -105,6 +105,7 @@ function drawRows(page) {
 
 function drawCell(cell) {
   const td = element("td", { class: "cell" }, statusBadge(cell.status));
+  for (const reason of cell.reasons || []) td.append(element("div", { class: "reason" }, reason));
   for (const [criterion, answer] of Object.entries(cell.answers)) {
     if (answer == null) continue;
     td.append(element("div", { class: "answer" }, Object.keys(cell.answers).length > 1 ? `${criterion}: ${answer}` : answer));
