@@ -68,8 +68,14 @@ def _results(
 @pytest.fixture
 def view(tmp_path: Path) -> SideBySide:
     baseline = _results([0, 1, 2, 3], [1.0, 2.0, None, 4.0], ["pass", "fail", "pass", "pass"])
-    # The variant stopped early: no row 3, and its rows arrive out of order.
+    # The variant stopped early: no row 3, and its rows arrive out of order; its row 0 has no
+    # answer (a failed call), which is not the same as no result.
     variant = _results([2, 0, 1], [3.0, 1.0, 5.0], ["pass", "pass", "pass"])
+    variant = variant.set_column(
+        variant.column_names.index("q_response"),
+        "q_response",
+        pa.array(["answer 3.0", None, "answer 5.0"]),
+    )
     return side_by_side([_run(tmp_path, {"base": baseline, "v": variant})])
 
 

@@ -38,6 +38,10 @@ def status_column(experiment: str) -> str:
     return f"{STATUS}.{experiment}"
 
 
+def present_column(experiment: str) -> str:
+    return f"__present.{experiment}"
+
+
 @dataclass(frozen=True)
 class SideBySide:
     """``experiments`` has the baseline first. ``scores`` maps a score's name (a criterion with
@@ -89,6 +93,8 @@ def side_by_side(runs: Sequence[RunOutputs]) -> SideBySide:
         renamed = _joinable(table.select([*key, *columns])).rename_columns(
             [*key, *(qualified(name, c) for c in columns)]
         )
+        # True on each of its rows; null after the join where the experiment has no result.
+        renamed = renamed.append_column(present_column(name), pa.repeat(True, renamed.num_rows))
         wide = _beside(wide, renamed, key)
     criteria = tuple(dict.fromkeys(c for t in tables.values() for c in criteria_of(t.column_names)))
     graders = tuple(dict.fromkeys(g for t in tables.values() for g in graders_of(t.column_names)))
@@ -172,11 +178,7 @@ def _status(view: SideBySide, table: pa.Table, experiment: str) -> pa.ChunkedArr
     else ``pass`` if it was graded, else ``ok``; ``absent`` for a row it has no result for."""
     outcomes = [_column(view, table, experiment, f"{c}_outcome") for c in view.criteria]
     grades = [_column(view, table, experiment, f"{g}_outcome") for g in view.graders]
-    present = (
-        pc.is_valid(table[qualified(experiment, view.own[experiment][0])])
-        if view.own[experiment]
-        else pa.chunked_array([pa.repeat(False, table.num_rows)])
-    )
+    present = pc.fill_null(table[present_column(experiment)], False)
     error = _any([pc.equal(o, "error") for o in outcomes + grades], table.num_rows)
     failed = _any([pc.equal(g, "fail") for g in grades], table.num_rows)
     graded = _any([pc.is_valid(g) for g in grades], table.num_rows)
