@@ -230,6 +230,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ViewError as error:
             status, content_type = HTTPStatus.BAD_REQUEST, "application/json"
             body = json.dumps({"error": str(error)}).encode("ascii")
+        except Exception:  # the page gets an answer; the operator's log gets the traceback
+            log.exception("%s failed", url.path)
+            status, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, "application/json"
+            body = b'{"error": "the viewer could not answer this request; see its log"}'
         self._send(status, content_type, body, head)
 
     def end_headers(self) -> None:
@@ -276,7 +280,9 @@ class ViewServer(ThreadingHTTPServer):
             names |= {"localhost", "127.0.0.1", "[::1]"}
             self._hosts = frozenset(f"{name}:{bound_port}" for name in names)
         for run in viewed.runs:  # the drill-down's index, built while the first pages load
-            threading.Thread(target=run.row_events.prepare, name="elspeth-view-index").start()
+            threading.Thread(
+                target=run.row_events.prepare, name="elspeth-view-index", daemon=True
+            ).start()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver's default prints a traceback to stderr; a failed request is logged as
