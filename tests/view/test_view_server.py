@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -209,8 +210,7 @@ def test_ipv6_loopback_is_served(sample_run: Path) -> None:
 
 
 def test_a_results_file_changed_after_the_run_is_refused(sample_run: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "run"
-    shutil.copytree(sample_run, copy, ignore=shutil.ignore_patterns("worker-logs"))
+    copy = _broken_copy(sample_run, tmp_path)
     target = copy / "terse_prompt__results__results_parquet.parquet"
     data = bytearray(target.read_bytes())
     data[100] ^= 0x01
@@ -268,3 +268,119 @@ def test_the_summary_and_a_page_of_rows(sample_run: Path) -> None:
         for row in page["rows"]
     ]
     assert largest == sorted(largest, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/api/row", "row is required"),
+        ("/api/row?row=abc", "row 'abc' is not a whole number from 0"),
+        ("/api/row?row=9999", "row 9999 (repeat 0) is not in the run"),
+        ("/api/diff?row=0&experiment=ghost&criterion=urgency", "experiment 'ghost' is not one of"),
+        (
+            "/api/diff?row=0&experiment=terse_prompt&criterion=speed",
+            "criterion 'speed' is not one of urgency, clarity",
+        ),
+        ("/api/histogram?score=urgency&colour=1", "unknown parameter 'colour'; known: score"),
+        (
+            "/api/scatter?score=urgency&variant=baseline",
+            "variant 'baseline' is not one of terse_prompt, second_opinion",
+        ),
+        (
+            "/api/rows?pair_variant=ghost&score=urgency&pair_x=1&pair_y=1",
+            "pair_variant 'ghost' is not one of terse_prompt, second_opinion",
+        ),
+        ("/api/rows?status=maybe", "status 'maybe' is not one of pass, fail, error, ok, absent"),
+        ("/api/rows?regex=yes", "regex 'yes' is not 1 or 0"),
+    ],
+)
+def test_every_route_names_its_bad_parameter(sample_run: Path, path: str, message: str) -> None:
+    with serving([sample_run], token=TOKEN) as server:
+        status, _, body = request(server, path, headers={"X-Elspeth-Token": TOKEN})
+    assert status == 400
+    assert message in json.loads(body)["error"]
+
+
+def _broken_copy(sample_run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(sample_run, copy, ignore=shutil.ignore_patterns("worker-logs"))
+    return copy
+
+
+def _rewrite_manifest(run: Path, change: Any) -> None:
+    manifest = json.loads((run / "manifest.json").read_text("utf-8"))
+    change(manifest)
+    (run / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+
+
+def _keep_audit_lines(run: Path, keep: Any) -> None:
+    lines = (run / "audit.jsonl").read_text("utf-8").splitlines(keepends=True)
+    (run / "audit.jsonl").write_text("".join(line for line in lines if keep(line)), "utf-8")
+
+
+def _old_run_started(line: str) -> str:
+    event = json.loads(line)
+    if event["event"] == "run_started":
+        del event["experiments"], event["baseline"]
+    return json.dumps(event, separators=(",", ":")) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda r: (r / "manifest.json").write_text("{", "utf-8"),
+            r"manifest\.json: cannot be read",
+        ),
+        (
+            lambda r: _rewrite_manifest(r, lambda m: m.update(classification="SECRETISH")),
+            r"manifest\.json: classification 'SECRETISH' is not a level",
+        ),
+        (
+            lambda r: _rewrite_manifest(r, lambda m: m.update(format="something-else")),
+            r"manifest\.json: not an Elspeth run manifest",
+        ),
+        (
+            lambda r: _keep_audit_lines(r, lambda line: '"run_started"' not in line),
+            r"audit\.jsonl: no run_started event; the run never started",
+        ),
+        (
+            lambda r: (r / "audit.jsonl").write_text(
+                "".join(map(_old_run_started, (r / "audit.jsonl").open("r", encoding="utf-8"))),
+                "utf-8",
+            ),
+            r"names no experiments: the run was written by an Elspeth older than the viewer",
+        ),
+        (
+            lambda r: (r / "audit.jsonl").write_text("", "utf-8"),
+            r"audit\.jsonl: the audit log is empty",
+        ),
+        (
+            lambda r: (r / "audit.jsonl").unlink(),
+            r"audit\.jsonl: no audit log in the run directory",
+        ),
+        (
+            lambda r: (r / "baseline__results__results_parquet.parquet").unlink(),
+            r"baseline__results__results_parquet\.parquet: listed in the manifest but missing",
+        ),
+        (
+            lambda r: _rewrite_manifest(
+                r,
+                lambda m: m.update(
+                    artifacts=[a for a in m["artifacts"] if "__results__" not in a["path"]]
+                ),
+            ),
+            r"the baseline baseline wrote no results file; the viewer reads the csv, jsonl or",
+        ),
+    ],
+)
+def test_a_damaged_or_unusable_run_is_refused_naming_the_file(
+    sample_run: Path, tmp_path: Path, damage: Any, message: str
+) -> None:
+    run = _broken_copy(sample_run, tmp_path)
+    damage(run)
+    with pytest.raises(ViewError, match=message):
+        viewed_runs([open_run(run)], None)
+    result = run_cli("view", run)
+    assert result.code == 2
+    assert re.search(message, result.stderr)

@@ -13,7 +13,7 @@ import difflib
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
@@ -98,8 +98,8 @@ class Query:
             pair_variant=_pair_variant(params, view, score),
             pair_x=_number(params, "pair_x"),
             pair_y=_number(params, "pair_y"),
-            offset=_integer(params, "offset", 0, 0, 10**9),
-            limit=_integer(params, "limit", 50, 1, MAX_LIMIT),
+            offset=whole_number(params, "offset", 0, 0, 10**9),
+            limit=whole_number(params, "limit", 50, 1, MAX_LIMIT),
         )
 
 
@@ -136,7 +136,7 @@ def _number(params: Mapping[str, str], name: str) -> float | None:
     return number
 
 
-def _integer(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def whole_number(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     value = params.get(name, "")
     if value == "":
         return default
@@ -145,7 +145,7 @@ def _integer(params: Mapping[str, str], name: str, default: int, low: int, high:
     return int(value)
 
 
-def resolver(view: SideBySide) -> Any:
+def resolver(view: SideBySide) -> Callable[[str], str | None]:
     """Filter-expression names -> columns: an input, ``experiment.column``, or the baseline's."""
     columns = set(view.table.column_names)
 

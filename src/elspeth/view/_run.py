@@ -240,8 +240,13 @@ def _read_audit(
             started = event  # a resumed run's last start
         elif event.get("event") == "clearance_decision":
             plan.append(event)
-    if started is None or "experiments" not in started:
-        raise ViewError(f"{path}: no run_started event naming the experiments")
+    if started is None:
+        raise ViewError(f"{path}: no run_started event; the run never started")
+    if "experiments" not in started:
+        raise ViewError(
+            f"{path}: the run_started event names no experiments: the run was written by an "
+            "Elspeth older than the viewer, which cannot tell its baseline"
+        )
     # A resumed run plans again: each component's last decision.
     plan = list({str(decision.get("component")): decision for decision in plan}.values())
     return started, tuple(plan), RowEvents(path, label)

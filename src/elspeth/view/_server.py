@@ -131,8 +131,8 @@ def _rows(viewed: Viewed, params: Mapping[str, str]) -> Answer:
 
 def _key(params: Mapping[str, str]) -> tuple[int, int]:
     return (
-        _query._integer(params, "row", -1, 0, 10**12),
-        _query._integer(params, "repeat", 0, 0, 10**6),
+        _query.whole_number(params, "row", -1, 0, 10**12),
+        _query.whole_number(params, "repeat", 0, 0, 10**6),
     )
 
 

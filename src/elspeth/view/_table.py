@@ -9,7 +9,7 @@ lower-cased search text).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -127,9 +127,10 @@ def _joinable(table: pa.Table) -> pa.Table:
     return table
 
 
-def _generated_prefixes(tables: object) -> tuple[str, ...]:
+def _generated_prefixes(tables: Iterable[pa.Table]) -> tuple[str, ...]:
+    """``<criterion>_`` and ``<grader>_``: the columns a run added to the datasource's."""
     prefixes: set[str] = set()
-    for table in tables:  # type: ignore[attr-defined]
+    for table in tables:
         names = table.column_names
         prefixes |= {f"{c}_" for c in criteria_of(names)}
         prefixes |= {f"{g}_" for g in graders_of(names)}

@@ -60,6 +60,10 @@ MODEL_FILES: Final[dict[SemanticModel, dict[str, str]]] = {
     }
 }
 
+_TORCH_THREADS: Final = 2
+"""A worker's threads count against RLIMIT_NPROC (16 per worker): torch would otherwise start
+one per core of the machine."""
+
 #: Every switch that could make the Hugging Face libraries reach a network, print progress bars
 #: into the worker's log or phone home, set before they are imported.
 _OFFLINE_ENVIRONMENT: Final = {
@@ -71,12 +75,9 @@ _OFFLINE_ENVIRONMENT: Final = {
     "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "TQDM_DISABLE": "1",
-    # A worker's threads count against RLIMIT_NPROC (16 per worker): torch would otherwise
-    # start one per core of the machine.
-    "OMP_NUM_THREADS": "2",
-    "MKL_NUM_THREADS": "2",
+    "OMP_NUM_THREADS": str(_TORCH_THREADS),
+    "MKL_NUM_THREADS": str(_TORCH_THREADS),
 }
-_TORCH_THREADS: Final = 2
 
 _BATCH_SIZE: Final = 64
 
